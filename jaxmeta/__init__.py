@@ -1,0 +1,7 @@
+"""jaxmeta: meta-learning structure-preserving dynamics in JAX."""
+
+import importlib.metadata
+
+from . import data as data, systems as systems
+
+__version__ = importlib.metadata.version("jaxmeta")

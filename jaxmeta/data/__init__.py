@@ -1,0 +1,10 @@
+"""Trajectory data: Diffrax simulation, finite differences, task sets and the disk cache."""
+
+from ._cache import load_or_generate as load_or_generate
+from ._dataset import (
+    Dataset as Dataset,
+    TaskSet as TaskSet,
+    generate_dataset as generate_dataset,
+    split_counts as split_counts,
+)
+from ._simulate import finite_difference as finite_difference, simulate as simulate

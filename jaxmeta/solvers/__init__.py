@@ -1,0 +1,3 @@
+"""Diffrax solvers jaxmeta adds: classical RK4 (and symplectic integrators)."""
+
+from ._rk4 import RK4 as RK4
