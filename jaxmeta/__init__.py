@@ -2,6 +2,6 @@
 
 import importlib.metadata
 
-from . import data as data, systems as systems
+from . import data as data, solvers as solvers, systems as systems
 
 __version__ = importlib.metadata.version("jaxmeta")

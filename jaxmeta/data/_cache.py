@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import jax
@@ -74,7 +75,7 @@ def _load(npz_path: Path, json_path: Path, meta: dict) -> Dataset | None:
         ):
             warnings.warn(f"Dataset cache {npz_path} fails its checksums; regenerating.")
             return None
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
         warnings.warn(f"Dataset cache {npz_path} is unreadable ({err!r}); regenerating.")
         return None
     sets = [
@@ -111,6 +112,7 @@ def load_or_generate(
         for f in _FIELDS
     }
     header = {"metadata": meta, "sha256": {k: _digest(v) for k, v in arrays.items()}}
+
     def save_npz(tmp):
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)

@@ -18,11 +18,13 @@ def simulate(
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 100_000,
+    substeps: int = 1,
 ) -> Float[Array, "time dim"]:
     """Solve ``dx/dt = field(x)`` from ``x0`` and return the states at times ``ts``.
 
-    With the default (classical RK4, or any solver without ``rtol``) the solver steps exactly
-    from one save time to the next (`diffrax.StepTo`), so no interpolation enters the data.
+    With the default (classical RK4, or any solver without ``rtol``) the solver takes
+    ``substeps`` equal steps between consecutive save times (`diffrax.StepTo`), so every save
+    time is a step end and no interpolation enters the data.
     With ``rtol``/``atol`` given, an adaptive PID controller is used (for reference solves).
 
     **Arguments:**
@@ -33,7 +35,10 @@ def simulate(
     - `solver`: a Diffrax solver; defaults to `jaxmeta.solvers.RK4()`.
     - `rtol`, `atol`: tolerances of an adaptive solve (both or neither).
     - `max_steps`: step budget of an adaptive solve.
+    - `substeps`: fixed steps per save interval (fixed-step solves only).
     """
+    if not isinstance(substeps, int) or substeps < 1:
+        raise ValueError(f"`substeps` must be an int >= 1, got substeps={substeps!r}.")
     if x0.ndim != 1:
         raise ValueError(f"`x0` must be one state of shape (dim,), got shape {x0.shape}.")
     if ts.ndim != 1 or ts.shape[0] < 2:
@@ -41,8 +46,10 @@ def simulate(
     term = diffrax.ODETerm(lambda t, y, args: field(y))
     solver = RK4() if solver is None else solver
     if rtol is None and atol is None:
-        controller = diffrax.StepTo(ts=ts)
-        dt0, steps = None, ts.shape[0] - 1
+        frac = jnp.arange(substeps, dtype=ts.dtype) / substeps
+        fine = (ts[:-1, None] + (ts[1:] - ts[:-1])[:, None] * frac[None, :]).reshape(-1)
+        controller = diffrax.StepTo(ts=jnp.concatenate([fine, ts[-1:]]))
+        dt0, steps = None, (ts.shape[0] - 1) * substeps
     elif rtol is not None and atol is not None:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         dt0, steps = ts[1] - ts[0], max_steps

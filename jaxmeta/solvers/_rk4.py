@@ -23,9 +23,9 @@ class RK4(diffrax.AbstractERK):
     """
 
     tableau: ClassVar[diffrax.ButcherTableau] = _rk4_tableau
-    interpolation_cls: ClassVar[
-        Callable[..., diffrax.ThirdOrderHermitePolynomialInterpolation]
-    ] = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+    interpolation_cls: ClassVar[Callable[..., diffrax.ThirdOrderHermitePolynomialInterpolation]] = (
+        diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+    )
 
     def order(self, terms):
         del terms

@@ -3,6 +3,7 @@
 import abc
 import math
 from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -131,7 +132,7 @@ class AbstractSystem(eqx.Module):
             idx = np.argwhere(bad)[0]
             raise ValueError(
                 f"`mu` for {self.name}: parameter {self.param_names[idx[-1]]!r} must be finite "
-                f"and positive, got {arr[tuple(idx)]!r} in mu with shape {arr.shape}."
+                f"and positive, got {float(arr[tuple(idx)])!r} in mu with shape {arr.shape}."
             )
 
     def check_state(self, x) -> None:
@@ -150,9 +151,7 @@ class AbstractHamiltonianSystem(AbstractSystem):
     """A canonical Hamiltonian system: ``dx/dt = J ∇H(x; μ)`` with ``x = (q, p)``."""
 
     @abc.abstractmethod
-    def hamiltonian(
-        self, x: Float[Array, " dim"], mu: Float[Array, " params"]
-    ) -> Float[Array, ""]:
+    def hamiltonian(self, x: Float[Array, " dim"], mu: Float[Array, " params"]) -> Float[Array, ""]:
         """The Hamiltonian ``H(x; μ)``."""
 
     def energy(self, x, mu):
@@ -199,4 +198,3 @@ class AbstractGenericSystem(AbstractSystem):
     def entropy_rate(self, x, mu):
         """``dS/dt = ∇S · f(x)``, which GENERIC makes non-negative."""
         return jnp.dot(jax.grad(self.entropy)(x, mu), self.vector_field(x, mu))
-

@@ -114,9 +114,7 @@ class TwoGasContainers(AbstractGenericSystem):
         alpha, m = mu
         e1, e2 = self._internal_energies(x)
         rate = 9.0 * alpha / 4.0 * (1.0 / e1 - 1.0 / e2)
-        return jnp.stack(
-            [p / m, 2.0 / 3.0 * (e1 / q - e2 / (2.0 - q)), rate / e1, -rate / e2]
-        )
+        return jnp.stack([p / m, 2.0 / 3.0 * (e1 / q - e2 / (2.0 - q)), rate / e1, -rate / e2])
 
     def check_state(self, x) -> None:
         super().check_state(x)
@@ -124,5 +122,5 @@ class TwoGasContainers(AbstractGenericSystem):
         if not ((q > 0) & (q < 2)).all():
             bad = q[~((q > 0) & (q < 2))].ravel()[0]
             raise ValueError(
-                f"`x` for {self.name}: the wall position q must lie in (0, 2), got q={bad!r}."
+                f"`x` for {self.name}: the wall position q must lie in (0, 2), got q={float(bad)!r}."
             )
