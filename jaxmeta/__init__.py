@@ -2,6 +2,12 @@
 
 import importlib.metadata
 
-from . import data as data, solvers as solvers, systems as systems
+from . import (
+    data as data,
+    metrics as metrics,
+    rollout as rollout,
+    solvers as solvers,
+    systems as systems,
+)
 
 __version__ = importlib.metadata.version("jaxmeta")
