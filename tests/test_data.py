@@ -164,6 +164,10 @@ def test_bad_input(key):
         data.simulate(lambda y: -y, jnp.ones(2), jnp.linspace(0, 1, 3), substeps=0)
     with pytest.raises(ValueError, match=r"shape \(dim,\), got shape \(2, 2\)"):
         data.simulate(lambda y: -y, jnp.ones((2, 2)), jnp.linspace(0, 1, 3))
+    with pytest.raises(ValueError, match="RK4.*has no error estimate"):
+        data.simulate(
+            lambda y: -y, jnp.ones(2), jnp.linspace(0, 1, 3), solver=RK4(), rtol=1e-3, atol=1e-3
+        )
     with pytest.raises(ValueError, match="both `rtol` and `atol`"):
         data.simulate(lambda y: -y, jnp.ones(2), jnp.linspace(0, 1, 3), rtol=1e-3)
     with pytest.raises(ValueError, match="q must lie in"):

@@ -32,7 +32,8 @@ def simulate(
     - `field`: autonomous vector field of one state.
     - `x0`: initial state, shape ``(dim,)``.
     - `ts`: increasing save times, shape ``(time,)``; ``ts[0]`` is the initial time.
-    - `solver`: a Diffrax solver; defaults to `jaxmeta.solvers.RK4()`.
+    - `solver`: a Diffrax solver; defaults to `jaxmeta.solvers.RK4()`, or `diffrax.Tsit5()`
+      when tolerances are given.
     - `rtol`, `atol`: tolerances of an adaptive solve (both or neither).
     - `max_steps`: step budget of an adaptive solve.
     - `substeps`: fixed steps per save interval (fixed-step solves only).
@@ -44,13 +45,20 @@ def simulate(
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be 1-D with at least 2 times, got shape {ts.shape}.")
     term = diffrax.ODETerm(lambda t, y, args: field(y))
-    solver = RK4() if solver is None else solver
+    adaptive = rtol is not None or atol is not None
+    if solver is None:
+        solver = diffrax.Tsit5() if adaptive else RK4()
     if rtol is None and atol is None:
         frac = jnp.arange(substeps, dtype=ts.dtype) / substeps
         fine = (ts[:-1, None] + (ts[1:] - ts[:-1])[:, None] * frac[None, :]).reshape(-1)
         controller = diffrax.StepTo(ts=jnp.concatenate([fine, ts[-1:]]))
         dt0, steps = None, (ts.shape[0] - 1) * substeps
     elif rtol is not None and atol is not None:
+        if isinstance(solver, RK4):
+            raise ValueError(
+                "`solver`=RK4() has no error estimate, so `rtol`/`atol` cannot control it; "
+                "use an adaptive solver such as diffrax.Tsit5() or drop the tolerances."
+            )
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         dt0, steps = ts[1] - ts[0], max_steps
     else:

@@ -1,0 +1,75 @@
+"""Checkpoints: a JSON header (config, progress, SHA-256) beside `eqx.tree_serialise_leaves`."""
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import equinox as eqx
+from jaxtyping import PyTree
+
+FORMAT = 1
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(stem: str | os.PathLike, tree: PyTree, header: dict) -> None:
+    """Write ``stem.eqx`` (the leaves of ``tree``) and ``stem.json`` (``header`` plus the
+    payload's SHA-256), each atomically; the JSON goes last, so a reader never sees a header
+    whose payload is missing."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, tree)
+    payload = buf.getvalue()
+    full = {"format": FORMAT, **header, "sha256": hashlib.sha256(payload).hexdigest()}
+    _atomic_write_bytes(stem.with_suffix(".eqx"), payload)
+    _atomic_write_bytes(stem.with_suffix(".json"), json.dumps(full, indent=1).encode())
+
+
+def checkpoint_exists(stem: str | os.PathLike) -> bool:
+    stem = Path(stem)
+    return stem.with_suffix(".json").exists() or stem.with_suffix(".eqx").exists()
+
+
+def load_checkpoint(stem: str | os.PathLike, like: PyTree, *, config: dict) -> tuple[PyTree, dict]:
+    """Load a checkpoint written by `save_checkpoint` into the structure of ``like``.
+
+    Raises `ValueError` (and loads nothing) if the header is missing or unreadable, was written
+    for another ``config``, or the payload is truncated or fails its checksum.
+    """
+    stem = Path(stem)
+    json_path, eqx_path = stem.with_suffix(".json"), stem.with_suffix(".eqx")
+    try:
+        header = json.loads(json_path.read_text())
+        payload = eqx_path.read_bytes()
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"Checkpoint {stem} is missing or unreadable ({err!r}); refusing it."
+        ) from err
+    if header.get("format") != FORMAT or header.get("config") != config:
+        raise ValueError(
+            f"Checkpoint {stem} was written for another configuration; refusing to load it. "
+            f"Use another output directory, or delete it to start afresh.\n"
+            f"  checkpoint: {header.get('config')!r}\n  this run:   {config!r}"
+        )
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise ValueError(
+            f"Checkpoint {eqx_path} is truncated or corrupt (SHA-256 mismatch); refusing it."
+        )
+    try:
+        tree = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except Exception as err:  # noqa: BLE001 - any failure here means an unusable payload
+        raise ValueError(f"Checkpoint {eqx_path} does not match this model ({err!r}).") from err
+    return tree, header

@@ -1,0 +1,20 @@
+"""Meta-learners (auto-decoding, MAML, ANIL, Reptile, Scratch) and their one trainer."""
+
+from ._autodecoding import AutoDecoding as AutoDecoding
+from ._base import (
+    AbstractMetaLearner as AbstractMetaLearner,
+    Adapted as Adapted,
+    MetaState as MetaState,
+)
+from ._inner import optimise as optimise
+from ._maml import ANIL as ANIL, MAML as MAML, last_layer_spec as last_layer_spec
+from ._reptile import Reptile as Reptile
+from ._scratch import Scratch as Scratch
+from ._trainer import (
+    TrainResult as TrainResult,
+    adapt as adapt,
+    fit as fit,
+    flatten_query as flatten_query,
+    flatten_support as flatten_support,
+    validation_error as validation_error,
+)

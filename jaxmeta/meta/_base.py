@@ -1,0 +1,118 @@
+"""The interface every meta-learner implements: init, meta_step, adapt."""
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from ..losses import field_mse
+
+ModelFactory = Callable[[PRNGKeyArray], PyTree]
+
+
+class MetaState(eqx.Module):
+    """Everything a meta-learner carries between meta-steps (and into a checkpoint).
+
+    - `params`: the meta-learned model (a plain model, or a `Modulated` one).
+    - `opt_state`: the outer optimiser's state.
+    - `latents`: ``(num_train, latent_dim)`` per-function latent codes (auto-decoding only).
+    - `step`: meta-steps taken so far.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    latents: Float[Array, "tasks latent"] | None
+    step: Int[Array, ""]
+
+
+class Adapted(eqx.Module):
+    """Result of test-time adaptation of ``F`` functions.
+
+    - `models`: a batched model: every array leaf has a leading axis of size ``F``; evaluate
+      with ``eqx.filter_vmap(lambda m, x: m(x))``.
+    - `losses`: ``(F, steps)`` training loss before each adaptation step.
+    - `latents`: ``(F, latent_dim)`` adapted codes (auto-decoding), else None.
+    """
+
+    models: PyTree
+    losses: Float[Array, "F steps"]
+    latents: Float[Array, "F latent"] | None = None
+
+
+def check_positive(name: str, value, kind=float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        what = "a positive int" if kind is int else "positive"
+        raise ValueError(f"`{name}` must be {what}, got {name}={value!r}.")
+
+
+class AbstractMetaLearner(eqx.Module):
+    """A meta-learning method as three pure functions.
+
+    - `init(make_model, num_train, *, key)` builds the meta-parameters and optimiser state;
+    - `meta_step(state, xs, dxs, idx)` takes one outer step on a batch of training functions
+      (``xs``, ``dxs`` of shape ``(tasks, states, dim)``; ``idx`` their indices);
+    - `adapt(state, xs, dxs, *, key)` adapts to new functions from their support data with
+      the meta-parameters frozen (``adapt_steps`` Adam steps, Algorithm 2 for auto-decoding).
+
+    Hyper-parameters are static fields; the trainer (`jaxmeta.meta.fit`) jits and scans.
+    """
+
+    outer_lr: eqx.AbstractVar[float]
+    inner_lr: eqx.AbstractVar[float]
+    inner_steps: eqx.AbstractVar[int]
+    adapt_steps: eqx.AbstractVar[int]
+    tasks_per_step: eqx.AbstractVar[int]
+    meta_trains: ClassVar[bool] = True
+
+    def __check_init__(self):
+        check_positive("outer_lr", self.outer_lr)
+        check_positive("inner_lr", self.inner_lr)
+        check_positive("inner_steps", self.inner_steps, int)
+        check_positive("adapt_steps", self.adapt_steps, int)
+        check_positive("tasks_per_step", self.tasks_per_step, int)
+
+    @abc.abstractmethod
+    def init(self, make_model: ModelFactory, num_train: int, *, key: PRNGKeyArray) -> MetaState:
+        """Initial meta-parameters for ``num_train`` training functions."""
+
+    @abc.abstractmethod
+    def meta_step(
+        self,
+        state: MetaState,
+        xs: Float[Array, "tasks n dim"],
+        dxs: Float[Array, "tasks n dim"],
+        idx: Int[Array, " tasks"],
+    ) -> tuple[MetaState, Float[Array, ""]]:
+        """One outer (meta) step; returns the new state and the batch's training loss."""
+
+    @abc.abstractmethod
+    def adapt(
+        self,
+        state: MetaState,
+        xs: Float[Array, "F n dim"],
+        dxs: Float[Array, "F n dim"],
+        *,
+        key: PRNGKeyArray,
+    ) -> Adapted:
+        """Adapt to ``F`` new functions from their support states and velocities."""
+
+
+def task_losses(model_of_task, xs, dxs, *args):
+    """``field_mse`` for each task of a batch: ``model_of_task(*args_i)`` on ``xs[i]``."""
+    return jax.vmap(lambda x, y, *a: field_mse(model_of_task(*a), x, y))(xs, dxs, *args)
+
+
+def batched_models(fn, *args):
+    """Stack ``fn(*args_i)`` over the leading axis as one batched model pytree."""
+    return eqx.filter_vmap(fn)(*args)
+
+
+def zeros_step() -> Int[Array, ""]:
+    return jnp.zeros((), jnp.int32)

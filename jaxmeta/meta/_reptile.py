@@ -1,0 +1,37 @@
+"""Reptile (Nichol et al. 2018): first-order meta-learning by moving towards adapted weights."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._base import MetaState
+from ._inner import optax_update
+from ._maml import _OptimisationBased
+
+
+class Reptile(_OptimisationBased):
+    """Reptile with Adam in both loops (paper App. E–F: outer lr 1e-2, inner lr 2e-2).
+
+    Each task is fine-tuned for `inner_steps` Adam steps; the outer Adam step is fed the
+    pseudo-gradient ``θ − mean_tasks(φ_task)``.
+    """
+
+    outer_lr: float = 1e-2
+    inner_lr: float = 2e-2
+    inner_steps: int = 3
+    adapt_steps: int = 100
+    tasks_per_step: int = 5
+
+    def meta_step(self, state, xs, dxs, idx):
+        del idx
+        tune = lambda x, y: self._fine_tune(state.params, x, y, self.inner_lr, self.inner_steps)
+        adapted, losses = eqx.filter_vmap(tune)(xs, dxs)
+        theta = eqx.filter(state.params, eqx.is_inexact_array)
+        phi = eqx.filter(adapted, eqx.is_inexact_array)
+        pseudo_grad = jax.tree.map(lambda t, p: t - jnp.mean(p, axis=0), theta, phi)
+        params, opt_state = optax_update(
+            optax.adam(self.outer_lr), pseudo_grad, state.opt_state, state.params
+        )
+        new = MetaState(params, opt_state, None, state.step + 1)
+        return new, jnp.mean(losses[:, 0])

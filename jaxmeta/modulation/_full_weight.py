@@ -1,0 +1,27 @@
+"""Full-weight modulation (CoDA): ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)``."""
+
+import equinox as eqx
+from jaxtyping import Array, Float
+
+from ._base import AbstractModulation, layer_shape, replace_layer
+
+
+class FullWeight(AbstractModulation):
+    """Full-weight modulation ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)`` (spec §3, CoDA).
+
+    ``ΔW_ℓ`` is a full ``out × in`` matrix from the hypernetwork. Codes per layer:
+    ``out·in (+ out)``. The most expressive and by far the largest hypernetwork.
+    """
+
+    def _layer_num_codes(self, index: int, layer: eqx.nn.Linear) -> int:
+        out_size, in_size, has_bias = layer_shape(layer)
+        return out_size * in_size + (out_size if has_bias else 0)
+
+    def _modulate_layer(
+        self, index: int, layer: eqx.nn.Linear, codes: Float[Array, " c"]
+    ) -> eqx.nn.Linear:
+        out_size, in_size, has_bias = layer_shape(layer)
+        n_w = out_size * in_size
+        weight = layer.weight + codes[:n_w].reshape(out_size, in_size)
+        bias = layer.bias + codes[n_w:] if has_bias else None
+        return replace_layer(layer, weight, bias)

@@ -1,0 +1,173 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmeta import data, meta, modulation, nn, systems
+
+SMALL = dict(tasks_per_step=2, inner_steps=1, adapt_steps=5)
+LEARNERS = {
+    "shift": meta.AutoDecoding(modulation.Shift(), outer_lr=1e-2, latent_dim=4, **SMALL),
+    "fw": meta.AutoDecoding(modulation.FullWeight(), outer_lr=1e-2, latent_dim=4, **SMALL),
+    "ro": meta.AutoDecoding(modulation.RankOne(), outer_lr=1e-2, latent_dim=4, **SMALL),
+    "mr": meta.AutoDecoding(modulation.MultiRank(rank=2), outer_lr=1e-2, latent_dim=4, **SMALL),
+    "maml": meta.MAML(outer_lr=1e-2, **SMALL),
+    "maml-fo": meta.MAML(outer_lr=1e-2, first_order=True, **SMALL),
+    "anil": meta.ANIL(outer_lr=1e-2, **SMALL),
+    "reptile": meta.Reptile(**SMALL),
+    "scratch": meta.Scratch(**SMALL),
+}
+make_model = lambda k: nn.HNN(2, width=8, depth=1, key=k)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return data.generate_dataset(
+        systems.Pendulum(), jax.random.key(0), num_functions=10, split=(0.6, 0.2, 0.2),
+        num_trajectories=2, num_query=1,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(dataset):
+    return {
+        name: meta.fit(learner, make_model, dataset, epochs=6, key=jax.random.key(1),
+                       val_every=3, progress=False)
+        for name, learner in LEARNERS.items()
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_contract(name, dataset, trained):
+    learner, result = LEARNERS[name], trained[name]
+    adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(2))
+    f = dataset.test.num_functions
+    assert adapted.losses.shape == (f, learner.adapt_steps)
+    assert bool(jnp.isfinite(adapted.losses).all())
+    # The adapted models are one batched pytree: evaluate them all at once.
+    x = dataset.test.query_xs[:, 0, 0]
+    out = eqx.filter_vmap(lambda m, y: m(y))(adapted.models, x)
+    assert out.shape == x.shape and bool(jnp.isfinite(out).all())
+    errors = meta.validation_error(learner, result.best_state, dataset.test, jax.random.key(2))
+    assert errors.shape == (f,) and bool(jnp.isfinite(errors).all())
+    if learner.meta_trains:
+        hist = result.history
+        assert len(hist["train_loss"]) == 6 and hist["val_epoch"] == [3, 6]
+        assert hist["train_loss"][-1] < hist["train_loss"][0]  # training loss falls
+        assert int(result.state.step) == 6 * (6 // learner.tasks_per_step)
+    else:
+        assert bool(jnp.all(adapted.losses[:, -1] < adapted.losses[:, 0]))
+
+
+@pytest.mark.parametrize("name", ["ro", "maml", "anil"])
+def test_vmapped_adaptation_equals_loop(name, dataset, trained):
+    learner, state = LEARNERS[name], trained[name].state
+    tasks = dataset.val
+    key = jax.random.key(3)
+    together = meta.adapt(learner, state, tasks, key)
+    xs, dxs = meta.flatten_support(tasks)
+    for i in range(tasks.num_functions):
+        alone = learner.adapt(state, xs[i : i + 1], dxs[i : i + 1], key=key)
+        np.testing.assert_allclose(alone.losses[0], together.losses[i], rtol=2e-5, atol=1e-7)
+
+
+def test_each_step_traces_once(dataset):
+    learner = LEARNERS["ro"]
+    cache = meta._trainer._train_epochs._cached
+    meta.fit(learner, make_model, dataset, epochs=4, key=jax.random.key(5), val_every=2,
+             progress=False)  # fmt: skip
+    size = cache._cache_size()
+    meta.fit(learner, make_model, dataset, epochs=4, key=jax.random.key(6), val_every=2,
+             progress=False)  # fmt: skip
+    assert cache._cache_size() == size
+
+
+def test_same_seed_same_metrics(dataset, trained):
+    again = meta.fit(LEARNERS["mr"], make_model, dataset, epochs=6, key=jax.random.key(1),
+                     val_every=3, progress=False)  # fmt: skip
+    assert again.history == trained["mr"].history
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state, eqx.is_array))]
+
+
+def test_resume_is_bitwise_identical(dataset, tmp_path):
+    learner = LEARNERS["mr"]
+    kw = dict(key=jax.random.key(7), val_every=2, progress=False)
+    full = meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path / "a", **kw)
+    meta.fit(learner, make_model, dataset, epochs=2, checkpoint_dir=tmp_path / "b", **kw)
+    resumed = meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path / "b", **kw)
+    for a, b in zip(_leaves(full.state), _leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_leaves(full.best_state), _leaves(resumed.best_state)):
+        np.testing.assert_array_equal(a, b)
+    assert full.history == resumed.history and full.best_epoch == resumed.best_epoch
+    # A mismatched configuration is refused, not loaded.
+    other = meta.AutoDecoding(modulation.MultiRank(rank=2), outer_lr=5e-3, latent_dim=4, **SMALL)
+    with pytest.raises(ValueError, match="another configuration"):
+        meta.fit(other, make_model, dataset, epochs=6, checkpoint_dir=tmp_path / "b", **kw)
+    # A truncated checkpoint is refused, not loaded.
+    payload = tmp_path / "b" / "last.eqx"
+    payload.write_bytes(payload.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        meta.fit(learner, make_model, dataset, epochs=6, checkpoint_dir=tmp_path / "b", **kw)
+
+
+def test_nan_stops_the_run_and_keeps_the_checkpoint(dataset, tmp_path):
+    learner = LEARNERS["ro"]
+    kw = dict(key=jax.random.key(8), val_every=2, progress=False, checkpoint_dir=tmp_path)
+    meta.fit(learner, make_model, dataset, epochs=2, **kw)
+    before = (tmp_path / "last.eqx").read_bytes()
+    bad_train = eqx.tree_at(lambda t: t.dxs, dataset.train, dataset.train.dxs.at[:].set(jnp.nan))
+    poisoned = data.Dataset(bad_train, dataset.val, dataset.test)
+    with pytest.raises(FloatingPointError, match="Non-finite training loss at epoch 2, meta-step 0"):
+        meta.fit(learner, make_model, poisoned, epochs=4, **kw)
+    assert (tmp_path / "last.eqx").read_bytes() == before
+
+
+def test_bad_input(dataset):
+    with pytest.raises(ValueError, match="outer_lr=0.0"):
+        meta.MAML(outer_lr=0.0)
+    with pytest.raises(ValueError, match="inner_lr=-1"):
+        meta.AutoDecoding(modulation.RankOne(), inner_lr=-1)
+    with pytest.raises(ValueError, match="inner_steps=0"):
+        meta.Reptile(inner_steps=0)
+    with pytest.raises(ValueError, match="adapt_steps=0"):
+        meta.Scratch(adapt_steps=0)
+    with pytest.raises(ValueError, match="latent_dim=0"):
+        meta.AutoDecoding(modulation.RankOne(), latent_dim=0)
+    with pytest.raises(ValueError, match="latent_init"):
+        meta.AutoDecoding(modulation.RankOne(), latent_init="random")
+    with pytest.raises(TypeError, match="AbstractModulation"):
+        meta.AutoDecoding("ro")
+    with pytest.raises(ValueError, match="tasks_per_step`=7 exceeds the 6 training functions"):
+        meta.fit(meta.MAML(tasks_per_step=7), make_model, dataset, epochs=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="epochs=0"):
+        meta.fit(meta.MAML(), make_model, dataset, epochs=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 2\].*k=3"):
+        meta.fit(meta.MAML(), make_model, dataset, epochs=1, key=jax.random.key(0), shots=3)
+    with pytest.raises(TypeError, match="AbstractMetaLearner"):
+        meta.fit("maml", make_model, dataset, epochs=1, key=jax.random.key(0))
+
+
+def test_auto_decoding_beats_scratch_on_held_out_pendulums():
+    """End to end: RO and MR adapt held-out functions better than per-function training."""
+    ds = data.generate_dataset(
+        systems.Pendulum(), jax.random.key(0), num_functions=30, split=(0.6, 0.2, 0.2),
+        num_trajectories=3, num_query=2,
+    )  # fmt: skip
+    model = lambda k: nn.HNN(2, width=16, depth=2, key=k)
+    errors = {}
+    for name, learner in {
+        "ro": meta.AutoDecoding(modulation.RankOne(), outer_lr=3e-3),
+        "mr": meta.AutoDecoding(modulation.MultiRank(rank=2), outer_lr=3e-3),
+        "scratch": meta.Scratch(),
+    }.items():
+        result = meta.fit(learner, model, ds, epochs=400, key=jax.random.key(1), val_every=200,
+                          progress=False)  # fmt: skip
+        test = meta.validation_error(learner, result.best_state, ds.test, jax.random.key(2))
+        errors[name] = float(jnp.mean(test))
+    assert errors["ro"] < 0.5 * errors["scratch"], errors
+    assert errors["mr"] < 0.5 * errors["scratch"], errors
