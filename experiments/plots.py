@@ -1,0 +1,111 @@
+"""Figures: phase-space vector fields (paper Figs. 1, 3-5), trajectories (Fig. 2), and
+validation curves. Matplotlib with the Agg backend; every function writes one PNG."""
+
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxmeta.rollout import rollout  # noqa: E402
+
+
+def _plane(system, n=25):
+    """A (q, p) grid; other coordinates at the middle of the mesh (the entropy level set)."""
+    bounds = system.mesh_bounds or ((-1.5, 1.5), (-1.5, 1.5))
+    (q0, q1), (p0, p1) = bounds[0], bounds[1]
+    q, p = np.meshgrid(np.linspace(q0, q1, n), np.linspace(p0, p1, n), indexing="ij")
+    rest = [0.5 * (lo + hi) for lo, hi in bounds[2:]]
+    pts = np.stack([q.ravel(), p.ravel(), *[np.full(q.size, r) for r in rest]], axis=-1)
+    return q, p, jnp.asarray(pts, jnp.float32), rest
+
+
+def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
+    """True field and each method's adapted field on the (q, p) plane for test function ``fn``,
+    with its support (red) and query (green) trajectories."""
+    if system.state_dim > 4:  # Kepler: plot orbits instead
+        return orbits(system, test, adapted, path, fn)
+    q, p, pts, rest = _plane(system)
+    mu = test.mu[fn]
+    fields = {"truth": jax.vmap(lambda x: system.vector_field(x, mu))(pts)}
+    for name, models in adapted.items():
+        fields[name] = jax.vmap(_one(models, fn))(pts)
+    cols = len(fields)
+    fig, axes = plt.subplots(1, cols, figsize=(3 * cols, 3), squeeze=False)
+    for ax, (name, f) in zip(axes[0], fields.items()):
+        f = np.asarray(f)
+        ax.streamplot(q.T, p.T, f[:, 0].reshape(q.shape).T, f[:, 1].reshape(q.shape).T,
+                      density=0.8, linewidth=0.6, color="0.3")  # fmt: skip
+        for xs, colour in ((test.xs[fn], "tab:red"), (test.query_xs[fn], "tab:green")):
+            for x in np.asarray(xs):
+                ax.plot(x[:, 0], x[:, 1], color=colour, lw=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("q")
+    axes[0][0].set_ylabel(
+        "p" + (f"  (other coords at {np.round(rest, 2).tolist()})" if rest else "")
+    )
+    fig.suptitle(f"{system.name}: μ = {np.round(np.asarray(mu), 3).tolist()}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _one(models, fn):
+    arrays, static = eqx.partition(models, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda a: a[fn], arrays), static)
+
+
+def trajectories(system, test, adapted: dict, path: Path, fn: int = 0, traj: int = 0) -> None:
+    """Each state coordinate of one query trajectory: truth vs each method's rollout."""
+    ts = np.asarray(test.ts)
+    x_true = test.query_xs[fn, traj]
+    dims = min(system.state_dim, 4)
+    fig, axes = plt.subplots(1, dims, figsize=(3.2 * dims, 2.8), squeeze=False)
+    for name, models in adapted.items():
+        xs = np.asarray(rollout(_one(models, fn), x_true[0], test.ts))
+        for d in range(dims):
+            axes[0][d].plot(ts, xs[:, d], lw=1, label=name)
+    for d in range(dims):
+        axes[0][d].plot(ts, np.asarray(x_true[:, d]), "k--", lw=1.5, label="truth")
+        axes[0][d].set_title(system.state_names[d])
+        axes[0][d].set_xlabel("t")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def orbits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
+    """Kepler: both bodies' orbits in the plane, truth vs each method (first query IC)."""
+    x_true = test.query_xs[fn, 0]
+    fig, axes = plt.subplots(1, len(adapted) + 1, figsize=(3 * (len(adapted) + 1), 3))
+    runs = {"truth": np.asarray(x_true)}
+    for name, models in adapted.items():
+        runs[name] = np.asarray(rollout(_one(models, fn), x_true[0], test.ts))
+    for ax, (name, xs) in zip(np.atleast_1d(axes), runs.items()):
+        ax.plot(xs[:, 0], xs[:, 1], lw=1)
+        ax.plot(xs[:, 2], xs[:, 3], lw=1)
+        ax.set_title(name)
+        ax.set_aspect("equal", "datalim")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def validation_curves(histories: dict, path: Path) -> None:
+    """Validation error (Algorithm 2, relative field error on queries) against epoch."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, hist in histories.items():
+        if hist["val_epoch"]:
+            ax.semilogy(hist["val_epoch"], hist["val_error"], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation field error")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
