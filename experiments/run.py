@@ -100,6 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="test-time latent initialisation (zero: Tables 9-10 ablation)")  # fmt: skip
     p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset (default 0)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<system>)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="devices to shard the training functions over (default: the most "
+                        "available devices dividing their number)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     if args.system not in systems.SYSTEMS:
@@ -109,7 +112,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.seeds = _parse_list(args.seeds, None, "seeds", int)
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-    for flag in ("shots", "epochs", "val_every"):
+    for flag in ("shots", "epochs", "val_every", "devices"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -121,19 +124,35 @@ def _summary(values: list) -> dict:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "per_seed": arr.tolist()}
 
 
-def run_one(args, preset, system, dataset, mesh, name, seed, out: Path, progress: bool):
-    """Train, adapt and score one (method, seed); cached in ``out/metrics.json``."""
+def train_seeds(args, preset, system, dataset, name, seeds, out: Path, progress, devices):
+    """Train the (method, seeds) whose metrics are missing: one seed with `meta.fit`, several
+    as one vmapped program with `meta.fit_seeds` (their stacked checkpoint under
+    ``out/<method>/seeds<a>-<b>-.../checkpoints``). Returns ``{seed: (result, seconds)}``,
+    the seconds being the group's wall time shared equally among its seeds."""
+    learner = make_learner(name, preset, args.latent_init)
+    common = dict(epochs=args.epochs or preset.epochs, val_every=args.val_every or preset.val_every,
+                  progress=progress, devices=devices)  # fmt: skip
+    start = time.perf_counter()
+    if len(seeds) == 1:
+        results = [meta.fit(learner, make_model_factory(system, preset), dataset,
+                            key=jax.random.key(seeds[0]),
+                            checkpoint_dir=out / name / f"seed{seeds[0]}" / "checkpoints", **common)]  # fmt: skip
+    else:
+        results = meta.fit_seeds(learner, make_model_factory(system, preset), dataset,
+                                 keys=[jax.random.key(s) for s in seeds],
+                                 checkpoint_dir=out / name / ("seeds" + "-".join(map(str, seeds)))
+                                 / "checkpoints", **common)  # fmt: skip
+    seconds = (time.perf_counter() - start) / len(seeds)
+    return {seed: (result, seconds) for seed, result in zip(seeds, results)}
+
+
+def run_one(args, preset, system, dataset, mesh, name, seed, out: Path, trained):
+    """Adapt and score one trained (method, seed); cached in ``out/metrics.json``."""
     done = out / "metrics.json"
     if done.exists():
         return json.loads(done.read_text()), None
     learner = make_learner(name, preset, args.latent_init)
-    start = time.perf_counter()
-    result = meta.fit(
-        learner, make_model_factory(system, preset), dataset,
-        epochs=args.epochs or preset.epochs, val_every=args.val_every or preset.val_every,
-        key=jax.random.key(seed), checkpoint_dir=out / "checkpoints", progress=progress,
-    )  # fmt: skip
-    train_s = time.perf_counter() - start
+    result, train_s = trained[seed]
     adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(10_000 + seed))
     scores = jax.device_get(evaluate(system, adapted.models, dataset.test, mesh))
     record = {k: float(np.mean(v)) for k, v in scores.items() if k not in ("min_entropy_rate",)}
@@ -189,12 +208,23 @@ def main(argv=None) -> int:
             *(s.shots(args.shots) for s in (dataset.train, dataset.val, dataset.test))
         )
     mesh = system.mesh() if system.mesh_bounds is not None else None
+    num_train, available = dataset.train.num_functions, jax.device_count()
+    devices = args.devices or meta.largest_divisor(num_train, available)
+    try:
+        layout = meta.task_mesh(devices, num_train)
+    except ValueError as err:
+        raise SystemExit(f"error: --devices: {err}") from err
+    print(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
+          f"{available} device(s)", flush=True)  # fmt: skip
     summary, adapted, histories = {}, {}, {}
     for name in args.methods:
         records = []
+        pending = [s for s in args.seeds if not (out / name / f"seed{s}" / "metrics.json").exists()]
+        trained = train_seeds(args, preset, system, dataset, name, pending, out, progress,
+                              devices) if pending else {}  # fmt: skip
         for seed in args.seeds:
             record, models = run_one(args, preset, system, dataset, mesh, name, seed,
-                                     out / name / f"seed{seed}", progress)  # fmt: skip
+                                     out / name / f"seed{seed}", trained)  # fmt: skip
             records.append(record)
             if models is not None and seed == args.seeds[0]:
                 adapted[name] = models
@@ -211,6 +241,7 @@ def main(argv=None) -> int:
         "config": {**vars(args), "preset_values": dataclasses.asdict(preset)},
         "versions": {p: version(p) for p in ("jaxmeta", "jax", "equinox", "optax", "diffrax")},
         "device": str(jax.devices()[0]),
+        "mesh": {"tasks": devices},
         "methods": summary,
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))

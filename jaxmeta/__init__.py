@@ -3,13 +3,12 @@
 import importlib.metadata
 
 from . import (
+    conservation as conservation,
     data as data,
-    meta as meta,
     metrics as metrics,
     modulation as modulation,
     nn as nn,
     rollout as rollout,
-    solvers as solvers,
     systems as systems,
 )
 

@@ -14,25 +14,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .solvers import RK4, ImplicitMidpoint
+from .solvers import Autonomous, ImplicitMidpoint, solve_at
 from .systems import symplectic_gradient
 
 State = Float[Array, " dim"]
 Scalar = Float[Array, ""]
-
-
-class _Autonomous(eqx.Module):
-    """``(t, y, args) -> field(y)`` as a pytree, so a model's arrays stay dynamic.
-
-    Wrapping in a Module rather than a fresh lambda lets `diffrax.diffeqsolve`'s JIT cache hit
-    across calls with different models of the same structure.
-    """
-
-    field: Callable
-
-    def __call__(self, t, y, args):
-        del t, args
-        return self.field(y)
 
 
 class _Gradient(eqx.Module):
@@ -54,29 +40,6 @@ class _HamiltonianField(eqx.Module):
     def __call__(self, t, x, args):
         del t, args
         return symplectic_gradient(self.hamiltonian, x)
-
-
-def _solve(terms, solver, y0, ts, *, rtol=None, atol=None, max_steps=100_000):
-    if rtol is None and atol is None:
-        controller = diffrax.StepTo(ts=ts)
-        dt0, steps = None, ts.shape[0] - 1
-    elif rtol is not None and atol is not None:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0, steps = ts[1] - ts[0], max_steps
-    else:
-        raise ValueError(f"Give both `rtol` and `atol` or neither, got {rtol=}, {atol=}.")
-    sol = diffrax.diffeqsolve(
-        terms,
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=dt0,
-        y0=y0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=controller,
-        max_steps=steps,
-    )
-    return sol.ys
 
 
 def _check_inputs(x0, ts):
@@ -132,10 +95,8 @@ def rollout(
     """
     x0, ts = _check_inputs(x0, ts)
     _check_field(model, x0)
-    if solver is None:
-        solver = RK4() if rtol is None and atol is None else diffrax.Tsit5()
-    term = diffrax.ODETerm(_Autonomous(model))
-    return _solve(term, solver, x0, ts, rtol=rtol, atol=atol, max_steps=max_steps)
+    term = diffrax.ODETerm(Autonomous(model))
+    return solve_at(term, solver, x0, ts, rtol=rtol, atol=atol, max_steps=max_steps)
 
 
 def symplectic_rollout(
@@ -211,5 +172,5 @@ def symplectic_rollout(
             )
         terms = diffrax.ODETerm(_HamiltonianField(energy))
         y0 = x0
-    ys = _solve(terms, solver, y0, ts)
+    ys = solve_at(terms, solver, y0, ts)
     return jnp.concatenate(ys, axis=-1) if isinstance(ys, tuple) else ys

@@ -6,7 +6,7 @@ import diffrax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..solvers import RK4
+from ..solvers import Autonomous, solve_at
 
 
 def simulate(
@@ -38,43 +38,14 @@ def simulate(
     - `max_steps`: step budget of an adaptive solve.
     - `substeps`: fixed steps per save interval (fixed-step solves only).
     """
-    if not isinstance(substeps, int) or substeps < 1:
-        raise ValueError(f"`substeps` must be an int >= 1, got substeps={substeps!r}.")
     if x0.ndim != 1:
         raise ValueError(f"`x0` must be one state of shape (dim,), got shape {x0.shape}.")
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"`ts` must be 1-D with at least 2 times, got shape {ts.shape}.")
-    term = diffrax.ODETerm(lambda t, y, args: field(y))
-    adaptive = rtol is not None or atol is not None
-    if solver is None:
-        solver = diffrax.Tsit5() if adaptive else RK4()
-    if rtol is None and atol is None:
-        frac = jnp.arange(substeps, dtype=ts.dtype) / substeps
-        fine = (ts[:-1, None] + (ts[1:] - ts[:-1])[:, None] * frac[None, :]).reshape(-1)
-        controller = diffrax.StepTo(ts=jnp.concatenate([fine, ts[-1:]]))
-        dt0, steps = None, (ts.shape[0] - 1) * substeps
-    elif rtol is not None and atol is not None:
-        if isinstance(solver, RK4):
-            raise ValueError(
-                "`solver`=RK4() has no error estimate, so `rtol`/`atol` cannot control it; "
-                "use an adaptive solver such as diffrax.Tsit5() or drop the tolerances."
-            )
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0, steps = ts[1] - ts[0], max_steps
-    else:
-        raise ValueError(f"Give both `rtol` and `atol` or neither, got {rtol=}, {atol=}.")
-    sol = diffrax.diffeqsolve(
-        term,
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=dt0,
-        y0=x0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=controller,
-        max_steps=steps,
-    )
-    return sol.ys
+    return solve_at(
+        diffrax.ODETerm(Autonomous(field)), solver, x0, ts,
+        rtol=rtol, atol=atol, max_steps=max_steps, substeps=substeps,
+    )  # fmt: skip
 
 
 def finite_difference(xs: Float[Array, "time dim"], dt: float) -> Float[Array, "time dim"]:

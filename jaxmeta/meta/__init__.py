@@ -1,4 +1,5 @@
-"""Meta-learners (auto-decoding, MAML, ANIL, Reptile, Scratch) and their one trainer."""
+"""Meta-learners (auto-decoding, MAML, ANIL, Reptile, Scratch), their one trainer, seeds as a
+batch axis and the task axis sharded over devices."""
 
 from ._autodecoding import AutoDecoding as AutoDecoding
 from ._base import (
@@ -10,6 +11,8 @@ from ._inner import optimise as optimise
 from ._maml import ANIL as ANIL, MAML as MAML, last_layer_spec as last_layer_spec
 from ._reptile import Reptile as Reptile
 from ._scratch import Scratch as Scratch
+from ._seeds import fit_seeds as fit_seeds
+from ._sharding import largest_divisor as largest_divisor, task_mesh as task_mesh
 from ._trainer import (
     TrainResult as TrainResult,
     adapt as adapt,

@@ -1,0 +1,32 @@
+"""ConCerNet: contrastively learned invariants imposed on learned dynamics by projection."""
+
+from ._contrastive import (
+    InvariantNet as InvariantNet,
+    batch_normalise as batch_normalise,
+    contrastive_loss as contrastive_loss,
+    contrastive_loss_from_latents as contrastive_loss_from_latents,
+)
+from ._projection import (
+    Projected as Projected,
+    gram_schmidt as gram_schmidt,
+    project as project,
+    project_out as project_out,
+)
+from ._systems import (
+    AbstractConservedSystem as AbstractConservedSystem,
+    ChemicalKinetics as ChemicalKinetics,
+    HeatEquation as HeatEquation,
+    KeplerOrbit as KeplerOrbit,
+    SpringMass as SpringMass,
+    Trajectories as Trajectories,
+    make_trajectories as make_trajectories,
+)
+from ._train import (
+    RolloutMetrics as RolloutMetrics,
+    TrainResult as TrainResult,
+    evaluate as evaluate,
+    field_only as field_only,
+    rollout as rollout,
+    train_dynamics as train_dynamics,
+    train_invariant as train_invariant,
+)
