@@ -25,19 +25,16 @@ def _plane(system, n=25):
     return q, p, jnp.asarray(pts, jnp.float32), rest
 
 
-def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
-    """True field and each method's adapted field on the (q, p) plane for test function ``fn``,
-    with its support (red) and query (green) trajectories."""
-    if system.state_dim > 4:  # Kepler: plot orbits instead
-        return orbits(system, test, adapted, path, fn)
-    q, p, pts, rest = _plane(system)
-    mu = test.mu[fn]
-    fields = {"truth": jax.vmap(lambda x: system.vector_field(x, mu))(pts)}
-    for name, models in adapted.items():
-        fields[name] = jax.vmap(_one(models, fn))(pts)
+def _draw_fields(system, test, fields: dict, q, p, rest, path: Path, fn: int, title: str) -> None:
+    """One streamplot panel per entry of ``fields`` with test function ``fn``'s support (red)
+    and query (green) trajectories."""
     cols = len(fields)
-    fig, axes = plt.subplots(1, cols, figsize=(3 * cols, 3), squeeze=False)
-    for ax, (name, f) in zip(axes[0], fields.items()):
+    rows = (cols + 5) // 6
+    fig, axes = plt.subplots(rows, min(cols, 6), figsize=(3 * min(cols, 6), 3 * rows),
+                             squeeze=False)  # fmt: skip
+    for ax in axes.ravel()[cols:]:
+        ax.axis("off")
+    for ax, (name, f) in zip(axes.ravel(), fields.items()):
         f = np.asarray(f)
         ax.streamplot(q.T, p.T, f[:, 0].reshape(q.shape).T, f[:, 1].reshape(q.shape).T,
                       density=0.8, linewidth=0.6, color="0.3")  # fmt: skip
@@ -49,10 +46,47 @@ def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> Non
     axes[0][0].set_ylabel(
         "p" + (f"  (other coords at {np.round(rest, 2).tolist()})" if rest else "")
     )
-    fig.suptitle(f"{system.name}: μ = {np.round(np.asarray(mu), 3).tolist()}")
+    mu = ", ".join(f"{n} = {v:.3g}" for n, v in zip(system.param_names, np.asarray(test.mu[fn])))
+    fig.suptitle(f"{system.name}: {mu}  {title}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
+    """True field and each method's adapted field on the (q, p) plane for test function ``fn``
+    (paper Figs. 1, 4, 5; for DNO/TGC the plane at mid-range entropies, cf. Fig. 3)."""
+    if system.state_dim > 4:  # Kepler: plot orbits instead
+        return orbits(system, test, adapted, path, fn)
+    q, p, pts, rest = _plane(system)
+    mu = test.mu[fn]
+    fields = {"truth": jax.vmap(lambda x: system.vector_field(x, mu))(pts)}
+    for name, models in adapted.items():
+        fields[name] = jax.vmap(_one(models, fn))(pts)
+    _draw_fields(system, test, fields, q, p, rest, path, fn, "")
+
+
+def kshot_fields(system, test, learner, state, path: Path, fn: int = 0,
+                 steps=(0, 5, 10, 25, 50)) -> None:  # fmt: skip
+    """The field of an auto-decoding learner after 0, 5, 10, ... adaptation steps on test
+    function ``fn`` (paper Figs. 10-12); 0-shot is the model at the mean training latent."""
+    if system.state_dim > 4 or state.latents is None:
+        return
+    q, p, pts, rest = _plane(system)
+    f, k, t, d = test.xs.shape
+    xs, dxs = test.xs[fn].reshape(1, k * t, d), test.dxs[fn].reshape(1, k * t, d)
+    fields = {}
+    for n in steps:
+        if n == 0:
+            model = state.params(jnp.mean(state.latents, axis=0))
+        else:
+            tuned = eqx.tree_at(lambda m: m.adapt_steps, learner, n)
+            model = _one(tuned.adapt(state, xs, dxs, key=jax.random.key(0)).models, 0)
+        fields[f"{n}-shot"] = jax.vmap(model)(pts)
+    fields["target"] = jax.vmap(lambda x: system.vector_field(x, test.mu[fn]))(pts)
+    _draw_fields(
+        system, test, fields, q, p, rest, path, fn, f"({type(learner.modulation).__name__})"
+    )
 
 
 def _one(models, fn):

@@ -217,6 +217,7 @@ def main(argv=None) -> int:
     print(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
           f"{available} device(s)", flush=True)  # fmt: skip
     summary, adapted, histories = {}, {}, {}
+    kshot_method = next((m for m in ("mr", "ro", "fw", "shift") if m in args.methods), None)
     for name in args.methods:
         records = []
         pending = [s for s in args.seeds if not (out / name / f"seed{s}" / "metrics.json").exists()]
@@ -228,6 +229,10 @@ def main(argv=None) -> int:
             records.append(record)
             if models is not None and seed == args.seeds[0]:
                 adapted[name] = models
+                if name == kshot_method:
+                    learner = make_learner(name, preset, args.latent_init)
+                    plots.kshot_fields(system, dataset.test, learner, trained[seed][0].best_state,
+                                       out / f"kshot_{name}.png")  # fmt: skip
             histories[f"{name}/seed{seed}"] = record["history"]
         summary[name] = {m: _summary([r[m] for r in records]) for m in METRICS if m in records[0]}
         line = f"{name:8s} trajectory error {summary[name]['trajectory_error']['mean']:.4f}"

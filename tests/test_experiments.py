@@ -16,7 +16,7 @@ def test_cli_runs_every_method_end_to_end_and_resumes(tmp_path, capsys):
     for method, metrics in results["methods"].items():
         for name in ("trajectory_error", "field_error", "ssim", "energy_drift"):
             assert math.isfinite(metrics[name]["mean"]), (method, name)
-    for name in ("table.md", "fields.png", "trajectories.png", "validation.png"):
+    for name in ("table.md", "fields.png", "trajectories.png", "validation.png", "kshot_mr.png"):
         assert (out / name).stat().st_size > 0
     assert "| ro |" in (out / "table.md").read_text()
     # Started again with the same --out, every (method, seed) is already done: nothing retrains.
