@@ -62,8 +62,17 @@ def run_seed(system, seed, args, optimizer, bar):
     xs = train.xs + args.noise * jax.random.normal(k[2], train.xs.shape)
     dxs = train.dxs + args.noise * jax.random.normal(k[3], train.dxs.shape)
     common = dict(optimizer=optimizer, epochs=args.epochs, batch_trajectories=args.batch)
-    net = cn.InvariantNet(system.state_dim, system.latent_dim, key=k[4])
-    stage1 = cn.train_invariant(net, xs, progress=bar.update, key=k[5], **common)
+    m = system.latent_dim if args.latent_dim is None else args.latent_dim
+    net = cn.InvariantNet(system.state_dim, m, key=k[4])
+    stage1 = cn.train_invariant(
+        net, xs, loss=args.contrastive_loss, normalise=args.contrastive_loss == "nce",
+        progress=bar.update, key=k[5], **common,
+    )  # fmt: skip
+    if args.dyn_batch_points is not None:
+        # Stage 2 on minibatches of single points (the authors' `train_dynamics.py` batches
+        # flattened points): each point is a length-1 "trajectory".
+        xs, dxs = (a.reshape(-1, 1, a.shape[-1]) for a in (xs, dxs))
+        common = dict(common, batch_trajectories=args.dyn_batch_points)
     mlp = _mlp(system.state_dim, k[6])
     base = cn.train_dynamics(mlp, xs, dxs, progress=bar.update, key=k[7], **common)
     model = cn.Projected(mlp, stage1.model)
@@ -140,8 +149,22 @@ def markdown(results, args, command):
         f"Budget: {args.epochs} epochs per stage (paper: 1000), seeds {args.seeds}, "
         f"{args.num_test} test ICs, test rollouts over t in [0, T] with T = {spans} at "
         f"{args.eval_points} points (the authors' `--eval_t_end`), noise std {args.noise}, "
-        f"Adam {args.lr}, batches of {args.batch} trajectories. Mean ± std (population) over "
-        "seeds; paper: 3 seeds.",
+        f"Adam {args.lr}, batches of {args.batch} trajectories"
+        + (
+            ""
+            if args.dyn_batch_points is None
+            else f" (stage 2: batches of {args.dyn_batch_points} points)"
+        )
+        + f". Stage 1 loss: {args.contrastive_loss}"
+        + (" on batch-normalised latents (eq. 8)" if args.contrastive_loss == "nce" else "")
+        + ", learned invariants m = "
+        + str(
+            {
+                n: SYSTEMS[n][0].latent_dim if args.latent_dim is None else args.latent_dim
+                for n in results
+            }
+        )  # fmt: skip
+        + ". Mean ± std (population) over seeds; paper: 3 seeds.",
         "",
         "Viol.² is the mean of (I(x̂_t) − I(x_t))² over test trajectories, times and true "
         'invariants: the metric of the authors\' `evaluate_dynamics.py` ("all conservation"), '
@@ -180,6 +203,26 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, default=0.01, help="noise std on x and dx/dt")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--batch", type=int, default=10, help="trajectories per minibatch")
+    parser.add_argument(
+        "--contrastive-loss",
+        choices=["nce", "square_ratio"],
+        default="nce",
+        help="stage-1 loss: nce (paper eq. 4, batch-normalised latents, eq. 8) or square_ratio "
+        "(the scale-free ratio of the authors' code, their default; no batch normalisation)",
+    )
+    parser.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        help="learned invariants m (default: the system's; the authors' Kepler script: 1)",
+    )
+    parser.add_argument(
+        "--dyn-batch-points",
+        type=int,
+        default=None,
+        help="stage-2 minibatches of this many points instead of --batch trajectories "
+        "(the authors' scripts: 100)",
+    )
     parser.add_argument(
         "--eval-t1",
         type=float,

@@ -117,6 +117,26 @@ def test_contrastive_loss_prefers_exact_invariant():
     assert jnp.allclose(scaled, exact, atol=1e-4)
 
 
+def test_square_ratio_loss():
+    """The authors' training loss: zero for an exact invariant (noise-free data), larger for a
+    random network, scale-free without batch normalisation, and equal to a hand count."""
+    system = cn.SpringMass()
+    data = cn.make_trajectories(system, 10, key=jax.random.key(0))
+    ratio = lambda f, **kw: cn.contrastive_loss(f, data.xs, loss="square_ratio", **kw)
+    exact = ratio(system.invariant, normalise=False)
+    net = cn.InvariantNet(2, 1, key=jax.random.key(1))
+    assert exact < 1e-6 < ratio(net, normalise=False)
+    scaled = ratio(lambda x: 3 * net(x) + 1, normalise=False)
+    assert jnp.allclose(scaled, ratio(net, normalise=False), rtol=1e-4)
+    # Two trajectories of two points at h = 0, 1 and 3, 5: anchor 0 -> 1/(1 + 9 + 25), etc.
+    h = jnp.array([[0.0, 1.0], [3.0, 5.0]])[..., None]
+    d = jnp.array([[0, 1, 9, 25], [1, 0, 4, 16], [9, 4, 0, 4], [25, 16, 4, 0]], float)
+    want = jnp.mean(jnp.array([1 / d[0].sum(), 1 / d[1].sum(), 4 / d[2].sum(), 4 / d[3].sum()]))
+    assert jnp.allclose(cn.square_ratio_loss_from_latents(h), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        cn.contrastive_loss(jnp.sum, data.xs, loss="nope")
+
+
 def test_systems_conserve_their_invariants():
     for system in (cn.SpringMass(), cn.ChemicalKinetics(), cn.KeplerOrbit(t1=2.0, num_times=20)):
         data = cn.make_trajectories(system, 3, key=jax.random.key(2))

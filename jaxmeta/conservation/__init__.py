@@ -5,6 +5,7 @@ from ._contrastive import (
     batch_normalise as batch_normalise,
     contrastive_loss as contrastive_loss,
     contrastive_loss_from_latents as contrastive_loss_from_latents,
+    square_ratio_loss_from_latents as square_ratio_loss_from_latents,
 )
 from ._projection import (
     Projected as Projected,

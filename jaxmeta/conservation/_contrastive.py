@@ -86,8 +86,42 @@ def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array
     return jnp.mean(log_den - log_num)
 
 
+def square_ratio_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
+    """The loss the authors' code actually trains with (``square_ratio`` in their
+    ``train_contrastive_conservation.py``, its default, and the one their Kepler script uses):
+    for every anchor ``(i, t1)`` and positive ``(i, t2)``, ``t2 ≠ t1``, the ratio
+    ``‖h_i,t1 − h_i,t2‖² / Σ_{(j,t)≠(i,t1)} ‖h_i,t1 − h_j,t‖²``, averaged over all such pairs.
+
+    Scale-free (invariant to ``h → c·h``), so it needs no batch normalisation against a
+    collapsed latent; it is small when points of one trajectory are close relative to all
+    distances from the anchor. A fully collapsed latent gives ``0/0``: the denominator is
+    guarded by the smallest positive float.
+    """
+    if h.ndim != 3:
+        raise ValueError(f"`h` must have shape (traj, time, m), got shape {h.shape}.")
+    n, t, m = h.shape
+    if n < 2 or t < 2:
+        raise ValueError(
+            f"The contrastive loss needs at least 2 trajectories of at least 2 points, got "
+            f"shape (traj, time, m)={h.shape}."
+        )
+    flat = h.reshape(n * t, m)
+    dist = jnp.sum((flat[:, None, :] - flat[None, :, :]) ** 2, axis=-1)  # zero on the diagonal
+    total = jnp.maximum(jnp.sum(dist, axis=-1, keepdims=True), jnp.finfo(dist.dtype).tiny)
+    traj = jnp.repeat(jnp.arange(n), t)
+    positive = (traj[:, None] == traj[None, :]) & ~jnp.eye(n * t, dtype=bool)
+    return jnp.sum(jnp.where(positive, dist / total, 0.0)) / (n * t * (t - 1))
+
+
+LOSSES = {"nce": contrastive_loss_from_latents, "square_ratio": square_ratio_loss_from_latents}
+
+
 def contrastive_loss(
-    invariant, xs: Float[Array, "traj time dim"], *, normalise: bool = True
+    invariant,
+    xs: Float[Array, "traj time dim"],
+    *,
+    normalise: bool = True,
+    loss: str = "nce",
 ) -> Float[Array, ""]:
     """The ConCerNet contrastive loss (eq. 4) of an invariant network on trajectories.
 
@@ -96,14 +130,18 @@ def contrastive_loss(
     - `invariant`: callable ``x -> H(x)`` of one state, ``(dim,) -> (m,)`` (or ``()``).
     - `xs`: a batch of trajectories, shape ``(traj, time, dim)``; each trajectory is a class.
     - `normalise`: batch-normalise the latents over all ``traj · time`` points first (eq. 8).
+    - `loss`: ``"nce"`` (eq. 4 of the paper) or ``"square_ratio"`` (the scale-free ratio the
+      authors' code trains with; see `square_ratio_loss_from_latents`).
 
     **Returns:** the scalar loss; lower means points of one trajectory are closer in latent
     space than points of different trajectories.
     """
     if xs.ndim != 3:
         raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
+    if loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {sorted(LOSSES)}, got {loss!r}.")
     n, t, dim = xs.shape
     h = jax.vmap(lambda x: jnp.atleast_1d(invariant(x)))(xs.reshape(n * t, dim))
     if normalise:
         h = batch_normalise(h)
-    return contrastive_loss_from_latents(h.reshape(n, t, h.shape[-1]))
+    return LOSSES[loss](h.reshape(n, t, h.shape[-1]))

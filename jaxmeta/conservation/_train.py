@@ -71,12 +71,14 @@ def _fit(model, loss_fn, data, *, optimizer, epochs, batch, trainable, progress,
     return TrainResult(model=eqx.combine(params, static), history=jnp.concatenate(history))
 
 
-def _contrastive_objective(net, xs):
-    return contrastive_loss(net, xs, normalise=True)
+class _ContrastiveObjective(eqx.Module):
+    """A hashable loss callable (the jitted epoch loop takes it as a static argument)."""
 
+    normalise: bool = eqx.field(static=True)
+    loss: str = eqx.field(static=True)
 
-def _contrastive_objective_raw(net, xs):
-    return contrastive_loss(net, xs, normalise=False)
+    def __call__(self, net, xs):
+        return contrastive_loss(net, xs, normalise=self.normalise, loss=self.loss)
 
 
 def _mse_objective(field, batch):
@@ -93,12 +95,14 @@ def train_invariant(
     epochs: int,
     batch_trajectories: int = 10,
     normalise: bool = True,
+    loss: str = "nce",
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
     key: PRNGKeyArray,
 ) -> TrainResult:
     """Stage 1: fit an invariant network with the contrastive loss (eq. 4) on minibatches of
-    ``batch_trajectories`` whole trajectories, batch-normalised latents (eq. 8) by default.
+    ``batch_trajectories`` whole trajectories, batch-normalised latents (eq. 8) by default;
+    ``loss="square_ratio"`` trains with the authors' code's scale-free ratio instead.
 
     Epochs run inside `jax.lax.scan`, ``chunk`` epochs per jitted call; ``progress(n)`` is
     called after each chunk with the number of epochs done (e.g. ``tqdm.update``).
@@ -107,7 +111,7 @@ def train_invariant(
         raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
     return _fit(
         invariant,
-        _contrastive_objective if normalise else _contrastive_objective_raw,
+        _ContrastiveObjective(normalise=normalise, loss=loss),
         xs,
         optimizer=optimizer,
         epochs=epochs,
