@@ -180,7 +180,10 @@ def write_table(system_name: str, summary: dict, path: Path, header: str) -> str
     for method, s in summary.items():
         cells = []
         for c in cols:
-            ours = f"{s[c]['mean']:.3f} ± {s[c]['std']:.3f}" if c in s else "–"
+            if "diverged" in s:
+                ours = "diverged"
+            else:
+                ours = f"{s[c]['mean']:.3f} ± {s[c]['std']:.3f}" if c in s else "–"
             paper = paper_value(system_name, method, c)
             cells += [ours, "–" if paper is None else f"{paper:.3f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -221,8 +224,13 @@ def main(argv=None) -> int:
     for name in args.methods:
         records = []
         pending = [s for s in args.seeds if not (out / name / f"seed{s}" / "metrics.json").exists()]
-        trained = train_seeds(args, preset, system, dataset, name, pending, out, progress,
-                              devices) if pending else {}  # fmt: skip
+        try:
+            trained = train_seeds(args, preset, system, dataset, name, pending, out, progress,
+                                  devices) if pending else {}  # fmt: skip
+        except FloatingPointError as err:  # one diverging method must not sink the others
+            print(f"{name:8s} diverged: {err}", flush=True)
+            summary[name] = {"diverged": str(err)}
+            continue
         for seed in args.seeds:
             record, models = run_one(args, preset, system, dataset, mesh, name, seed,
                                      out / name / f"seed{seed}", trained)  # fmt: skip

@@ -58,13 +58,8 @@ def batch_normalise(h: Float[Array, "batch m"], *, eps: float = 1e-6) -> Float[A
     return (h - mu) / jnp.sqrt(var + eps)
 
 
-def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
-    """Eq. 4 on latents ``h[i, t] = H(x_t^i)`` (already normalised, if wanted).
-
-    For every anchor ``(i, t1)``: ``−log(Σ_{t2≠t1} e^{−‖h_i,t1 − h_i,t2‖²} /
-    Σ_{(j,t2)≠(i,t1)} e^{−‖h_i,t1 − h_j,t2‖²})``, averaged over the ``traj · time`` anchors.
-    Positives are the other points of the same trajectory (many positives, as in NaCl).
-    """
+def _flat_latents(h):
+    """Check ``h`` is ``(traj, time, m)`` with at least 2×2 points; return ``(traj·time, m)``."""
     if h.ndim != 3:
         raise ValueError(f"`h` must have shape (traj, time, m), got shape {h.shape}.")
     n, t, m = h.shape
@@ -73,7 +68,18 @@ def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array
             f"The contrastive loss needs at least 2 trajectories of at least 2 points, got "
             f"shape (traj, time, m)={h.shape}."
         )
-    flat = h.reshape(n * t, m)
+    return h.reshape(n * t, m)
+
+
+def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
+    """Eq. 4 on latents ``h[i, t] = H(x_t^i)`` (already normalised, if wanted).
+
+    For every anchor ``(i, t1)``: ``−log(Σ_{t2≠t1} e^{−‖h_i,t1 − h_i,t2‖²} /
+    Σ_{(j,t2)≠(i,t1)} e^{−‖h_i,t1 − h_j,t2‖²})``, averaged over the ``traj · time`` anchors.
+    Positives are the other points of the same trajectory (many positives, as in NaCl).
+    """
+    flat = _flat_latents(h)
+    n, t = h.shape[:2]
     sq = jnp.sum(flat**2, axis=-1)
     dist = sq[:, None] + sq[None, :] - 2 * flat @ flat.T
     logits = -jnp.maximum(dist, 0.0)
@@ -97,15 +103,8 @@ def square_ratio_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Arra
     distances from the anchor. A fully collapsed latent gives ``0/0``: the denominator is
     guarded by the smallest positive float.
     """
-    if h.ndim != 3:
-        raise ValueError(f"`h` must have shape (traj, time, m), got shape {h.shape}.")
-    n, t, m = h.shape
-    if n < 2 or t < 2:
-        raise ValueError(
-            f"The contrastive loss needs at least 2 trajectories of at least 2 points, got "
-            f"shape (traj, time, m)={h.shape}."
-        )
-    flat = h.reshape(n * t, m)
+    flat = _flat_latents(h)
+    n, t = h.shape[:2]
     dist = jnp.sum((flat[:, None, :] - flat[None, :, :]) ** 2, axis=-1)  # zero on the diagonal
     total = jnp.maximum(jnp.sum(dist, axis=-1, keepdims=True), jnp.finfo(dist.dtype).tiny)
     traj = jnp.repeat(jnp.arange(n), t)

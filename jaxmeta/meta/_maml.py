@@ -48,7 +48,9 @@ class _OptimisationBased(AbstractMetaLearner):
         """Adam on the inner parameters of one task, the others frozen."""
         inner, frozen = eqx.partition(params, self._spec(params))
         loss = lambda p: field_mse(eqx.combine(p, frozen), xs, dxs)
-        inner, losses = optimise(loss, inner, optax.adam(lr), steps)
+        # eps_root keeps the second-order meta-gradient finite where a gradient is exactly 0
+        # (d sqrt(v)/dv is infinite at v = 0), e.g. the GNN's projected-away skew entries.
+        inner, losses = optimise(loss, inner, optax.adam(lr, eps_root=1e-12), steps)
         return eqx.combine(inner, frozen), losses
 
     def adapt(self, state, xs, dxs, *, key):

@@ -212,10 +212,16 @@ def _train(learner, dataset, state, keys, config, *, seeds, epochs, val_every, c
         if bad.size:
             s, e, step = bad[0]
             bar.close()
+            if last is None:
+                kept = "none (no checkpoint_dir)"
+            elif checkpoint_exists(last):
+                kept = f"epoch {epoch} in {checkpoint_dir}"
+            else:
+                kept = f"none yet in {checkpoint_dir}"
             raise FloatingPointError(
                 f"Non-finite training loss at epoch {epoch + e}, meta-step {step}"
                 f"{f' (seed {s})' if seeds else ''} of {name}; stopped. Last good checkpoint: "
-                f"{f'epoch {epoch} in {checkpoint_dir}' if last else 'none (no checkpoint_dir)'}."
+                f"{kept}."
             )
         state, epoch = new_state, epoch + n
         val_key = each(functools.partial(jax.random.fold_in, data=epoch))(k_val)
