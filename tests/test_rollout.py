@@ -124,3 +124,20 @@ def test_bad_arguments():
         symplectic_rollout(model, x0, TS, solver="midpoint")
     with pytest.raises(RuntimeError, match="error estimates"):
         rollout(model, x0, TS, solver=ImplicitMidpoint(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["shift", "fw", "ro", "mr"])
+def test_untrained_modulated_hnn_keeps_its_energy(name):
+    # Issue 3: jaxmeta's own HNN, modulated by a random latent, over 1000 symplectic steps.
+    from jaxmeta import modulation, nn
+
+    mods = {"shift": modulation.Shift(), "fw": modulation.FullWeight(),
+            "ro": modulation.RankOne(), "mr": modulation.MultiRank(rank=2)}  # fmt: skip
+    k_model, k_mod, k_z = jax.random.split(jax.random.key(1), 3)
+    modulated = modulation.modulate(nn.HNN(2, width=16, depth=2, key=k_model), mods[name],
+                                    latent_dim=4, key=k_mod)  # fmt: skip
+    model = modulated(jax.random.normal(k_z, (4,)))
+    ts = jnp.arange(1001, dtype=jnp.float32) * 0.1
+    xs = symplectic_rollout(model, jnp.array([0.7, -0.4]), ts)
+    assert bool(jnp.all(jnp.isfinite(xs))) and float(jnp.linalg.norm(xs[-1] - xs[0])) > 1e-3
+    assert float(energy_drift(model.energy, xs)) < 1e-3
