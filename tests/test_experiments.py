@@ -4,6 +4,7 @@ import math
 import pytest
 
 from experiments import run
+from jaxmeta import systems
 
 
 def test_cli_runs_every_method_end_to_end_and_resumes(tmp_path, capsys):
@@ -37,3 +38,67 @@ def test_cli_bad_input(capsys):
     with pytest.raises(SystemExit):
         run.parse_args(["--seeds", "a,b"])
     assert "--seeds must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_cli_more_shots_than_default_and_system_overrides(tmp_path):
+    args = run.parse_args(["--system", "pendulum", "--shots", "12", "--set", "t1=0.3",
+                           "--set", "param_ranges=((0.5, 1.0), (0.5, 1.0))",
+                           "--latent-init", "zero"])  # fmt: skip
+    assert args.set == {"t1": 0.3, "param_ranges": ((0.5, 1.0), (0.5, 1.0))}
+    system = systems.get_system(args.system, **args.set)
+    more = run.load_dataset(system, args.shots, 0, tmp_path)  # above the default K = 10
+    assert more.train.xs.shape[1] == 12 and more.test.xs.shape[1] == 12
+    assert more.train.xs.shape[2] == 4  # t1 = 0.3 at dt = 0.1: 4 points
+    assert float(more.train.mu.min()) >= 0.5 and float(more.train.mu.max()) <= 1.0
+    fewer = run.load_dataset(system, 3, 0, tmp_path)  # below: the default dataset's first 3
+    default = run.load_dataset(system, None, 0, tmp_path)
+    assert fewer.train.xs.shape[1] == 3
+    assert (fewer.train.xs == default.train.xs[:, :3]).all()
+    header = run.table_header(args, run.PRESETS["quick"], 12)
+    assert "K = 12" in header and "latent init zero" in header and "t1 = 0.3" in header
+
+
+def test_cli_system_override_errors(capsys):
+    with pytest.raises(SystemExit):
+        run.parse_args(["--set", "gravity=3"])
+    assert "--set 'gravity=3': expected FIELD=VALUE with FIELD one of: param_ranges" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        run.parse_args(["--set", "dt=fast"])
+    assert "'fast' is not a Python literal" in capsys.readouterr().err
+    argv = ["--system", "dno", "--set", "ic_bounds=((0, 1), (0, 1))"]
+    with pytest.raises(SystemExit, match=r"--set: `ic_bounds` of dno needs 3 \(low, high\)"):
+        run.main(argv)
+
+
+def _fake_run(path, system, config, k, values):
+    path.mkdir(parents=True)
+    methods = {m: {"trajectory_error": {"mean": v, "std": 0.0}} for m, v in values.items()}
+    config = {"shots": None, "latent_init": "mean", "set": {}, "preset": "quick",
+              "epochs": None, "preset_values": {"epochs": 150}, "seeds": [0], **config}  # fmt: skip
+    record = {"system": system, "config": config, "k": k, "methods": methods}
+    (path / "results.json").write_text(json.dumps(record))
+    return str(path)
+
+
+def test_compare_labels_runs_and_picks_the_matching_paper_table(tmp_path):
+    from experiments import compare
+
+    k10 = _fake_run(tmp_path / "a", "pendulum", {}, 10, {"mr": 0.5, "maml": 0.25})
+    k30 = _fake_run(tmp_path / "b", "pendulum", {"shots": 30}, 30, {"mr": 0.125})
+    table = compare.compare([k10, k30], ("trajectory_error",))
+    assert "K = 10: trajectory_error (ours / paper)" in table
+    assert "K = 30: trajectory_error (ours / paper)" in table
+    # Table 5 (varying K) of the paper: pendulum MR 0.1021 at K = 10, 0.0582 at K = 30.
+    assert "| mr | 0.500 ± 0.000 / 0.102 | 0.125 ± 0.000 / 0.058 |" in table
+    assert "| maml | 0.250 ± 0.000 / 0.527 | – / 0.296 |" in table
+    zero = _fake_run(tmp_path / "c", "pendulum", {"latent_init": "zero"}, 10, {"mr": 0.375})
+    table = compare.compare([k10, zero], ("trajectory_error",))
+    # Table 1 (mean init) and Table 9 (zero init): pendulum MR 0.146 and 0.268.
+    assert "| mr | 0.500 ± 0.000 / 0.146 | 0.375 ± 0.000 / 0.268 |" in table
+    other = _fake_run(tmp_path / "d", "dno", {}, 10, {"mr": 0.1})
+    with pytest.raises(SystemExit, match="different systems"):
+        compare.compare([k10, other])
+    with pytest.raises(SystemExit, match="has no results.json"):
+        compare.compare([str(tmp_path / "missing")])

@@ -59,6 +59,9 @@ class AbstractSystem(eqx.Module):
             raise ValueError(f"`t1` must be at least `dt`, got t1={self.t1!r}, dt={self.dt!r}.")
         if self.mesh_bounds is not None:
             _check_ranges(self.name, self.mesh_bounds, self.state_dim, "mesh_bounds")
+        default_sampler = type(self).sample_initial_state is AbstractSystem.sample_initial_state
+        ic_count = self.state_dim if default_sampler else len(self.ic_bounds)
+        _check_ranges(self.name, self.ic_bounds, ic_count, "ic_bounds")
         if self.mesh_points < 2:
             raise ValueError(f"`mesh_points` must be >= 2, got {self.mesh_points!r}.")
 
