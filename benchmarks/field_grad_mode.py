@@ -7,13 +7,13 @@ paper's default size (width 100, depth 4). Two timings per mode, both jitted:
 - grad:  ``grad_θ mean|vmap(model)(x) - y|²`` (the outer, parameter derivative of training).
 
 Compile time is reported apart; runs are warmed up, blocked with ``jax.block_until_ready``,
-and the median of repeats is printed; the compile column is the first call (compile + one\nrun). Both modes' answers are checked equal.
+and the median of repeats is printed; the compile column is the first call (compile + one
+run). Both modes' answers are checked equal.
 
     python benchmarks/field_grad_mode.py [--repeats 50] [--state-dim 2]
 """
 
 import argparse
-import statistics
 import sys
 import time
 
@@ -21,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import median_time
 
 from jaxmeta.nn import HNN
 
@@ -29,14 +30,7 @@ def _time(fn, *args, repeats):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     compile_s = time.perf_counter() - start
-    for _ in range(3):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return compile_s, statistics.median(times)
+    return compile_s, median_time(fn, *args, repeats=repeats, warmup=3)
 
 
 def main():

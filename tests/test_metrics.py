@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import SystemModel
 
 from jaxmeta.metrics import (
     degeneracy_residuals,
@@ -27,19 +28,6 @@ from jaxmeta.systems import (
 )
 
 TS = np.linspace(0.0, 3.0, 31)
-
-
-class SystemModel(eqx.Module):
-    """A system at fixed ``μ`` (``mu`` may carry a leading batch axis for filter_vmap)."""
-
-    system: eqx.Module
-    mu: jax.Array
-
-    def __call__(self, x):
-        return self.system.vector_field(x, self.mu)
-
-    def energy(self, x):
-        return self.system.energy(x, self.mu)
 
 
 class GenericModel(SystemModel):

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import SystemModel
 
 from jaxmeta.metrics import energy_drift
 from jaxmeta.rollout import rollout, symplectic_rollout
@@ -13,19 +14,6 @@ from jaxmeta.solvers import ImplicitMidpoint, StormerVerlet, Yoshida4
 from jaxmeta.systems import MassSpring, symplectic_gradient
 
 TS = jnp.linspace(0.0, 3.0, 31)
-
-
-class SystemModel(eqx.Module):
-    """A Hamiltonian benchmark system at fixed ``μ`` as a model: the exact field."""
-
-    system: eqx.Module
-    mu: jax.Array
-
-    def __call__(self, x):
-        return self.system.vector_field(x, self.mu)
-
-    def energy(self, x):
-        return self.system.energy(x, self.mu)
 
 
 class TinyHNN(eqx.Module):
