@@ -1,5 +1,11 @@
 """ConCerNet: contrastively learned invariants imposed on learned dynamics by projection."""
 
+from ._autoencoder import (
+    Autoencoder as Autoencoder,
+    evaluate_latent as evaluate_latent,
+    to_latent as to_latent,
+    train_autoencoder as train_autoencoder,
+)
 from ._contrastive import (
     InvariantNet as InvariantNet,
     batch_normalise as batch_normalise,

@@ -161,7 +161,7 @@ class HeatEquation(AbstractConservedSystem):
     """1-D heat equation ``U_t = U_yy`` on 101 nodes over ``[−5, 5]`` with insulated ends,
     discretised as fluxes between neighbouring cells (zero flux through the ends), so the
     total ``Σ u_i`` is conserved exactly. ICs: sums of three Gaussian bumps [our choice].
-    ConCerNet learns it in a 9-dim autoencoder latent (not built here yet)."""
+    ConCerNet learns it in a 9-dim autoencoder latent (`Autoencoder`, `to_latent`)."""
 
     num_nodes: int = 101
     t1: float = 1.0

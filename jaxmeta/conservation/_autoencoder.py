@@ -1,0 +1,192 @@
+"""ConCerNet on a large system (§4.3, heat equation): an autoencoder compresses states, the
+invariant and the dynamics are learned on latent trajectories ``(z, ż)`` (eq. 9–10), and
+latent rollouts are decoded and scored in the original space (their Table 1)."""
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._systems import AbstractConservedSystem, Trajectories
+from ._train import RolloutMetrics, TrainResult, _fit, _rollouts
+
+
+class _TanhStack(eqx.Module):
+    """Linear layers with tanh between them (none after the last)."""
+
+    layers: tuple[eqx.nn.Linear, ...]
+
+    def __init__(self, sizes, *, dtype, key):
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            eqx.nn.Linear(i, o, dtype=dtype, key=k) for i, o, k in zip(sizes[:-1], sizes[1:], keys)
+        )
+
+    def __call__(self, x):
+        for layer in self.layers[:-1]:
+            x = jnp.tanh(layer(x))
+        return self.layers[-1](x)
+
+
+class Autoencoder(eqx.Module):
+    """The autoencoder pair ``(E_θE, D_θD)`` of ConCerNet §4.3: ``E: R^dim → R^latent``,
+    ``D: R^latent → R^dim``, MLPs with tanh.
+
+    The default hidden widths ``(32, 16)`` (decoder mirrored: ``(16, 32)``) are those of the
+    authors' ``AE1D`` model (their heat-equation script: ``dim = 101``, ``latent = 9``).
+
+    **Arguments:**
+
+    - `dim`: state dimension.
+    - `latent_dim`: latent dimension, in ``[1, dim]``.
+    - `widths`: hidden widths of the encoder, outermost first; the decoder uses them reversed.
+    - `dtype`: parameter dtype; ``None`` follows JAX's default float.
+    - `key`: PRNG key of the initialisation.
+    """
+
+    encoder: _TanhStack
+    decoder: _TanhStack
+    dim: int = eqx.field(static=True)
+    latent_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        latent_dim: int,
+        *,
+        widths: Sequence[int] = (32, 16),
+        dtype=None,
+        key: PRNGKeyArray,
+    ):
+        if not (isinstance(dim, int) and dim >= 1):
+            raise ValueError(f"`dim` must be a positive int, got dim={dim!r}.")
+        if not (isinstance(latent_dim, int) and 1 <= latent_dim <= dim):
+            raise ValueError(
+                f"`latent_dim` must be an int in [1, dim={dim}], got latent_dim={latent_dim!r}."
+            )
+        widths = tuple(widths)
+        if not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(f"`widths` must be positive ints, got widths={widths!r}.")
+        k_e, k_d = jax.random.split(key)
+        self.encoder = _TanhStack((dim, *widths, latent_dim), dtype=dtype, key=k_e)
+        self.decoder = _TanhStack((latent_dim, *widths[::-1], dim), dtype=dtype, key=k_d)
+        self.dim = dim
+        self.latent_dim = latent_dim
+
+    def encode(self, x: Float[Array, " dim"]) -> Float[Array, " latent"]:
+        """``z = E(x)`` of one state (eq. 9)."""
+        return self.encoder(x)
+
+    def decode(self, z: Float[Array, " latent"]) -> Float[Array, " dim"]:
+        """``x̂ = D(z)`` of one latent state."""
+        return self.decoder(z)
+
+    def __call__(self, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        """The reconstruction ``D(E(x))`` of one state."""
+        return self.decode(self.encode(x))
+
+
+def _check_states(ae, name, xs):
+    if not isinstance(ae, Autoencoder):
+        raise TypeError(f"`ae` must be an Autoencoder, got {type(ae).__name__}.")
+    if xs.ndim < 1 or xs.shape[-1] != ae.dim:
+        raise ValueError(
+            f"`{name}` must end in the autoencoder's state dimension {ae.dim}, got shape "
+            f"{xs.shape}."
+        )
+
+
+def _reconstruction_objective(ae, xs):
+    """Mean over points and coordinates of ``(D(E(x)) − x)²`` (the authors' ``MSE``)."""
+    flat = xs.reshape(-1, xs.shape[-1])
+    return jnp.mean((jax.vmap(ae)(flat) - flat) ** 2)
+
+
+def train_autoencoder(
+    ae: Autoencoder,
+    xs: Float[Array, "traj time dim"],
+    *,
+    optimizer: optax.GradientTransformation,
+    epochs: int,
+    batch_trajectories: int = 10,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 50,
+    key: PRNGKeyArray,
+) -> TrainResult:
+    """Fit ``ae`` by the reconstruction MSE on minibatches of ``batch_trajectories`` whole
+    trajectories (pass ``xs.reshape(-1, 1, dim)`` for minibatches of single points).
+
+    Same loop as `train_invariant`/`train_dynamics`: epochs inside `jax.lax.scan`, ``chunk``
+    epochs per jitted call, ``progress(n)`` after each chunk. Returns the trained autoencoder
+    and the mean minibatch loss of each epoch.
+    """
+    _check_states(ae, "xs", xs)
+    if xs.ndim != 3:
+        raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
+    return _fit(
+        ae,
+        _reconstruction_objective,
+        xs,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch=batch_trajectories,
+        trainable=None,
+        progress=progress,
+        chunk=chunk,
+        key=key,
+    )
+
+
+@eqx.filter_jit
+def to_latent(
+    ae: Autoencoder, xs: Float[Array, "*batch dim"], dxs: Float[Array, "*batch dim"]
+) -> tuple[Float[Array, "*batch latent"], Float[Array, "*batch latent"]]:
+    """Map states and their time derivatives to the latent space (eq. 9–10):
+    ``z = E(x)`` and ``ż = (∂E/∂x)(x) ẋ``, the chain rule as one Jacobian-vector product.
+
+    **Returns:** ``(z, ż)``, each of shape ``(*batch, latent_dim)``.
+    """
+    _check_states(ae, "xs", xs)
+    if dxs.shape != xs.shape:
+        raise ValueError(
+            f"`xs` and `dxs` must have the same shape, got {xs.shape} and {dxs.shape}."
+        )
+    flat_x, flat_dx = xs.reshape(-1, ae.dim), dxs.reshape(-1, ae.dim)
+    z, dz = jax.vmap(lambda x, dx: jax.jvp(ae.encode, (x,), (dx,)))(flat_x, flat_dx)
+    lead = xs.shape[:-1]
+    return z.reshape(*lead, ae.latent_dim), dz.reshape(*lead, ae.latent_dim)
+
+
+def evaluate_latent(
+    field: Callable[[Float[Array, " latent"]], Float[Array, " latent"]],
+    ae: Autoencoder,
+    system: AbstractConservedSystem,
+    truth: Trajectories,
+    *,
+    substeps: int = 1,
+) -> RolloutMetrics:
+    """Table-1 metrics of a latent model, in the original space (as the authors'
+    ``eval_ae``): roll ``field`` out by RK4 from ``z_0 = E(x_0)`` of each true trajectory,
+    decode ``x̂_t = D(ẑ_t)`` and score ``x̂`` against ``truth`` with the system's TRUE
+    invariants — the same metrics as `evaluate`. The autoencoder's reconstruction error
+    enters both metrics from ``t = 0`` on (the paper's "initial conservation violation").
+    """
+    _check_states(ae, "truth.xs", truth.xs)
+    z0 = jax.vmap(ae.encode)(truth.xs[:, 0])
+    pred = jax.vmap(jax.vmap(ae.decode))(_rollouts(field, z0, truth.ts, substeps))
+    inv = jax.vmap(jax.vmap(system.invariant))
+    i0 = jax.vmap(system.invariant)(truth.xs[:, 0])[:, None, :]
+    sq = jnp.mean((pred - truth.xs) ** 2, axis=-1)
+    inv_pred = inv(pred)
+    dev = jnp.mean(jnp.abs(inv_pred - i0), axis=-1)
+    return RolloutMetrics(
+        mse=jnp.mean(sq),
+        violation=jnp.mean(dev),
+        violation_sq=jnp.mean((inv_pred - inv(truth.xs)) ** 2),
+        mse_curve=jnp.mean(sq, axis=0),
+        violation_curve=jnp.mean(dev, axis=0),
+        rollouts=pred,
+    )
