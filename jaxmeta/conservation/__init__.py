@@ -13,6 +13,18 @@ from ._contrastive import (
     contrastive_loss_from_latents as contrastive_loss_from_latents,
     square_ratio_loss_from_latents as square_ratio_loss_from_latents,
 )
+from ._meta import (
+    MetaAdapted as MetaAdapted,
+    MetaConCerNet as MetaConCerNet,
+    MetaTrainResult as MetaTrainResult,
+    ParametricSpring as ParametricSpring,
+    SpringFamily as SpringFamily,
+    adapt as adapt,
+    family_trajectories as family_trajectories,
+    system_at as system_at,
+    train_meta_dynamics as train_meta_dynamics,
+    train_meta_invariant as train_meta_invariant,
+)
 from ._projection import (
     Projected as Projected,
     gram_schmidt as gram_schmidt,

@@ -1,0 +1,165 @@
+"""Meta-learned (modulated) ConCerNet: projection with modulated networks, zero codes, adaptation
+(vmapped = looped, latents only), training, argument errors and the CLI end to end."""
+
+import functools
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from experiments import concernet_meta
+from jaxmeta import conservation as cn
+from jaxmeta.modulation import FullWeight, LowRank, RankOne, Shift
+
+
+@functools.cache
+def _tiny(modulation="rank_one", *, dim=2, m=1, weight_scale=1e-1, seed=0):
+    # The CLI's widths: the eager initialisation ops compile once for the whole file.
+    return cn.MetaConCerNet(
+        dim, m, modulation=modulation, latent_dim=3, weight_scale=weight_scale,
+        key=jax.random.key(seed),
+    )  # fmt: skip
+
+
+def _family_data(key):
+    """Two systems of two trajectories (the shapes of the CLI test: one compiled solve)."""
+    k1, k2 = jax.random.split(key)
+    systems = cn.SpringFamily().sample(2, key=k1)
+    return systems, cn.family_trajectories(systems, 2, key=k2)
+
+
+@eqx.filter_jit
+def _orthogonality(model, z_inv, z_dyn, x):
+    f = model.field(z_inv, z_dyn)(x)
+    grads = jax.jacrev(model.invariant(z_inv))(x)
+    scale = jnp.linalg.norm(model.dynamics(z_dyn)(x)) * jnp.linalg.norm(grads, axis=-1)
+    return jnp.linalg.norm(f), jnp.abs(grads @ f), scale
+
+
+@pytest.mark.parametrize("modulation", ["shift", "rank_one"])
+def test_modulated_projected_field_orthogonal_to_modulated_invariant_gradients(modulation):
+    """For random base weights, random hypernetworks and random latents, the projected field
+    is orthogonal to every ∇g_i(x; z) of the modulated invariant (eq. 6)."""
+    for seed in range(2):
+        k = jax.random.split(jax.random.key(seed), 5)
+        model = _tiny(modulation, dim=3, m=2, weight_scale=1.0, seed=seed)
+        z_inv, z_dyn = jax.random.normal(k[1], (2, 3))
+        x = jax.random.normal(k[2], (3,))
+        norm, dots, scale = _orthogonality(model, z_inv, z_dyn, x)
+        assert norm > 1e-3  # not trivially zero
+        assert jnp.all(dots <= 1e-5 * (1 + scale))
+
+
+def test_zero_codes_and_zero_latents_give_the_unmodulated_networks():
+    model = _tiny()
+    for modulation in (Shift(), RankOne(), FullWeight(), LowRank(2)):
+        for base in (model.invariant.base, model.dynamics.base):
+            zeros = jnp.zeros(modulation.num_codes(base))
+            assert eqx.tree_equal(modulation.apply(base, zeros), base)
+    # At initialisation the hypernetworks map z = 0 to the base networks exactly.
+    z = jnp.zeros(3)
+    x = jnp.array([0.3, -0.7])
+    plain = cn.Projected(model.dynamics.base, model.invariant.base)
+    assert jnp.array_equal(model.field(z, z)(x), plain(x))
+    assert jnp.array_equal(model.invariant(z)(x), model.invariant.base(x))
+
+
+def test_vmapped_adaptation_equals_a_loop_and_changes_only_latents():
+    k = jax.random.split(jax.random.key(1), 4)
+    _, data = _family_data(k[0])
+    model = _tiny()
+    z_inv, z_dyn = 0.1 * jax.random.normal(k[2], (2, 5, 3))
+    kw = dict(num_support=2, steps=5, lr=1e-2)
+    out = cn.adapt(model, z_inv, z_dyn, data.xs, data.dxs, **kw)
+    assert out.z_inv.shape == out.z_dyn.shape == (2, 3)
+    assert out.losses_inv.shape == out.losses_dyn.shape == (2, 5)
+    for i in range(2):  # system i alone (twice: the same shapes, no recompilation)
+        one = cn.adapt(
+            model, z_inv, z_dyn, data.xs[jnp.array([i, i])], data.dxs[jnp.array([i, i])], **kw
+        )
+        assert jnp.allclose(one.z_inv[0], out.z_inv[i], atol=1e-5)
+        assert jnp.allclose(one.z_dyn[0], out.z_dyn[i], atol=1e-5)
+    # Base networks and hypernetworks bit-identical; the latents moved from the mean.
+    assert eqx.tree_equal(out.model, model)
+    assert jnp.all(jnp.any(out.z_inv != jnp.mean(z_inv, axis=0, keepdims=True), axis=-1))
+    assert jnp.all(jnp.any(out.z_dyn != jnp.mean(z_dyn, axis=0, keepdims=True), axis=-1))
+    assert jnp.all(jnp.isfinite(out.losses_dyn))
+
+
+def test_training_loss_falls_on_a_tiny_family():
+    k = jax.random.split(jax.random.key(2), 5)
+    _, data = _family_data(k[0])
+    model = _tiny()
+    adam = optax.adam(1e-2)
+    common = dict(optimizer=adam, epochs=100, batch_trajectories=2, chunk=100)
+    s1 = cn.train_meta_invariant(model, data.xs, key=k[2], **common)
+    assert s1.latents.shape == (2, 3) and s1.history.shape == (100,)
+    assert s1.history[-1] < 0.75 * s1.history[0]
+    assert eqx.tree_equal(s1.model.dynamics, model.dynamics)  # stage 1: invariant only
+    assert jnp.any(s1.latents != 0)
+    s2 = cn.train_meta_dynamics(s1.model, s1.latents, data.xs, data.dxs, key=k[3], **common)
+    assert s2.history[-1] < 0.25 * s2.history[0]
+    assert eqx.tree_equal(s2.model.invariant, s1.model.invariant)  # frozen
+
+
+def test_parametric_spring_defaults_are_the_spring_mass():
+    x = jnp.array([0.4, -0.9])
+    spring, ours = cn.SpringMass(), cn.ParametricSpring()
+    assert jnp.allclose(spring.field(x), ours.field(x))
+    assert jnp.allclose(spring.invariant(x), ours.invariant(x))
+    systems, data = _family_data(jax.random.key(3))
+    assert data.xs.shape == (2, 2, 30, 2) and data.ts.shape == (2, 30)
+    for i in range(2):  # each system's field is tangent to its own energy's level sets
+        system = cn.system_at(systems, i)
+        x = data.xs[i, 0, 3]
+        assert jnp.allclose(data.dxs[i, 0, 3], system.field(x))
+        assert jnp.abs(jax.grad(lambda y, s=system: s.invariant(y)[0])(x) @ system.field(x)) < 1e-5
+        assert jnp.allclose(system.invariant(x), system.invariant(data.xs[i, 0, 0]), rtol=1e-3)
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="latent_dim=0"):
+        cn.MetaConCerNet(2, 1, latent_dim=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="modulation='nope'"):
+        cn.MetaConCerNet(2, 1, modulation="nope", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="num_systems=0"):
+        cn.SpringFamily().sample(0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="stiffness"):
+        cn.ParametricSpring(stiffness=-1.0)
+    model = _tiny()
+    xs = jnp.ones((2, 4, 5, 2))
+    z = jnp.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"num_support=10"):
+        cn.adapt(model, z, z, xs, xs, num_support=10)
+    with pytest.raises(ValueError, match=r"num_support=1"):
+        cn.adapt(model, z, z, xs, xs, num_support=1)
+    with pytest.raises(ValueError, match="`xs` must have shape"):
+        cn.train_meta_invariant(
+            model, jnp.ones((4, 5, 2)), optimizer=optax.adam(1e-3), epochs=1,
+            key=jax.random.key(0),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="`latents` must have shape"):
+        cn.train_meta_invariant(
+            model, xs, optimizer=optax.adam(1e-3), epochs=1, batch_trajectories=2,
+            latents=jnp.zeros((5, 3)), key=jax.random.key(0),
+        )  # fmt: skip
+
+
+def test_cli_end_to_end(tmp_path):
+    argv = [
+        "--seeds", "0", "--epochs", "3", "--train-systems", "2", "--train-trajectories", "2",
+        "--test-systems", "2", "--support", "2", "--num-test", "2", "--adapt-steps", "2",
+        "--eval-t1", "3", "--eval-points", "30", "--out", str(tmp_path), "--no-progress",
+    ]  # fmt: skip
+    concernet_meta.main(argv)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["runs"]) == 1
+    for method in concernet_meta.METHODS:
+        for metric in concernet_meta.METRICS:
+            mean, std = results["summary"][f"{metric}_{method}"]
+            assert jnp.isfinite(mean) and std == 0.0
+    assert "Meta-ConCerNet (adapted latents)" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "meta_spring.png").stat().st_size > 0
