@@ -11,7 +11,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._systems import AbstractConservedSystem, Trajectories
-from ._train import RolloutMetrics, TrainResult, _fit, _rollouts
+from ._train import RolloutMetrics, TrainResult, _fit, _rollouts, score
 
 
 class _TanhStack(eqx.Module):
@@ -177,16 +177,4 @@ def evaluate_latent(
     _check_states(ae, "truth.xs", truth.xs)
     z0 = jax.vmap(ae.encode)(truth.xs[:, 0])
     pred = jax.vmap(jax.vmap(ae.decode))(_rollouts(field, z0, truth.ts, substeps))
-    inv = jax.vmap(jax.vmap(system.invariant))
-    i0 = jax.vmap(system.invariant)(truth.xs[:, 0])[:, None, :]
-    sq = jnp.mean((pred - truth.xs) ** 2, axis=-1)
-    inv_pred = inv(pred)
-    dev = jnp.mean(jnp.abs(inv_pred - i0), axis=-1)
-    return RolloutMetrics(
-        mse=jnp.mean(sq),
-        violation=jnp.mean(dev),
-        violation_sq=jnp.mean((inv_pred - inv(truth.xs)) ** 2),
-        mse_curve=jnp.mean(sq, axis=0),
-        violation_curve=jnp.mean(dev, axis=0),
-        rollouts=pred,
-    )
+    return score(pred, system, truth)

@@ -34,7 +34,13 @@ from ..modulation import (
 from ..nn._hnn import check_size
 from ._contrastive import LOSSES, InvariantNet, contrastive_loss
 from ._projection import Projected
-from ._systems import AbstractConservedSystem, Trajectories, _float, make_trajectories
+from ._systems import (
+    AbstractConservedSystem,
+    Trajectories,
+    _float,
+    make_trajectories,
+    ring_state,
+)
 from ._train import _fit, _mse_objective
 
 # ----------------------------------------------------------------------------------------------
@@ -83,11 +89,7 @@ class ParametricSpring(AbstractConservedSystem):
         return jnp.stack([0.5 * self.stiffness * x[0] ** 2 + 0.5 * x[1] ** 2 / self.mass])
 
     def sample_initial_state(self, key, dtype=None):
-        dtype = _float(dtype)
-        k_r, k_a = jax.random.split(key)
-        r = jax.random.uniform(k_r, (), dtype, minval=0.3, maxval=1.2)
-        a = jax.random.uniform(k_a, (), dtype, minval=0.0, maxval=2 * math.pi)
-        return jnp.stack([r * jnp.cos(a), r * jnp.sin(a)])
+        return ring_state(key, _float(dtype))
 
 
 def system_at(systems: ParametricSpring, index: int) -> ParametricSpring:

@@ -67,6 +67,14 @@ class AbstractConservedSystem(eqx.Module):
         return jnp.linspace(0.0, self.t1, self.num_times, dtype=dtype)
 
 
+def ring_state(key: PRNGKeyArray, dtype, r_min: float = 0.3, r_max: float = 1.2):
+    """A 2-d state on a circle of radius ``U[r_min, r_max]`` at a uniform angle."""
+    k_r, k_a = jax.random.split(key)
+    r = jax.random.uniform(k_r, (), dtype, minval=r_min, maxval=r_max)
+    a = jax.random.uniform(k_a, (), dtype, minval=0.0, maxval=2 * math.pi)
+    return jnp.stack([r * jnp.cos(a), r * jnp.sin(a)])
+
+
 class SpringMass(AbstractConservedSystem):
     """Ideal spring-mass ``H = q² + p²``, ``(q̇, ṗ) = (2p, −2q)``; ICs on a circle of radius
     ``U[0.3, 1.2]`` at a uniform angle; ``t ∈ [0, 3]``, 30 points, 50 trajectories."""
@@ -86,11 +94,7 @@ class SpringMass(AbstractConservedSystem):
         return jnp.stack([x[0] ** 2 + x[1] ** 2])
 
     def sample_initial_state(self, key, dtype=None):
-        dtype = _float(dtype)
-        k_r, k_a = jax.random.split(key)
-        r = jax.random.uniform(k_r, (), dtype, minval=0.3, maxval=1.2)
-        a = jax.random.uniform(k_a, (), dtype, minval=0.0, maxval=2 * math.pi)
-        return jnp.stack([r * jnp.cos(a), r * jnp.sin(a)])
+        return ring_state(key, _float(dtype))
 
 
 class ChemicalKinetics(AbstractConservedSystem):

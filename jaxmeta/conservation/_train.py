@@ -218,7 +218,14 @@ def evaluate(
     substeps: int = 1,
 ) -> RolloutMetrics:
     """Roll ``field`` out from the initial states of ``truth`` and score it (Table 1)."""
-    pred = _rollouts(field, truth.xs[:, 0], truth.ts, substeps)
+    return score(_rollouts(field, truth.xs[:, 0], truth.ts, substeps), system, truth)
+
+
+def score(
+    pred: Float[Array, "traj time dim"], system: AbstractConservedSystem, truth: Trajectories
+) -> RolloutMetrics:
+    """Table-1 metrics of predicted trajectories ``pred`` against ``truth`` (same initial
+    states, same times), with the system's true invariants."""
     inv = jax.vmap(jax.vmap(system.invariant))
     i0 = jax.vmap(system.invariant)(truth.xs[:, 0])[:, None, :]
     sq = jnp.mean((pred - truth.xs) ** 2, axis=-1)
