@@ -5,7 +5,8 @@
 
 One column group per run, labelled by what sets it apart (K, latent initialisation, system
 overrides); the paper's value beside ours is taken from the table matching that setting
-(Tables 4-8 for varying K, 9-10 for the zero initialisation, 1-2 and 7-8 otherwise).
+(Tables 4-8 for varying K, 9-10 for the zero initialisation, 1-2 and 7-8 otherwise; none for
+a system changed by ``--set``).
 """
 
 import argparse
@@ -70,7 +71,8 @@ def compare(runs: list[str], metrics: tuple[str, ...] = _METRICS) -> str:
             for m in metrics:
                 ours = "diverged" if "diverged" in s else (
                     f"{s[m]['mean']:.3f} ± {s[m]['std']:.3f}" if m in s else "–")  # fmt: skip
-                ref = paper_value(system, method, m, k=k, latent_init=c["latent_init"])
+                ref = paper_value(system, method, m, k=k, latent_init=c["latent_init"],
+                                  overrides=c.get("set"))  # fmt: skip
                 cells.append(f"{ours} / {'–' if ref is None else f'{ref:.3f}'}")
         lines.append(f"| {method} | {' | '.join(cells)} |")
     budgets = sorted({f"{c['preset']} preset, {c['epochs'] or c['preset_values']['epochs']} epochs, "

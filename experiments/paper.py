@@ -107,13 +107,23 @@ _GEN = ("dno", "tgc")
 
 
 def paper_value(
-    system: str, method: str, metric: str, *, k: int | None = None, latent_init: str = "mean"
+    system: str,
+    method: str,
+    metric: str,
+    *,
+    k: int | None = None,
+    latent_init: str = "mean",
+    overrides: dict | None = None,
 ) -> float | None:
     """The paper's number for (system, method, metric), or None where it reports none.
 
     ``k=None`` reads Tables 1-2, 7-8 (the default K); an explicit ``k`` reads the varying-K
     Tables 4-8; ``latent_init="zero"`` reads the zero-initialisation columns of Tables 9-10.
+    A system changed by ``overrides`` (``--set``: other ranges, e.g. the DNO targeted sampling of
+    App. G.2.1, reported by the paper only as a figure) has no paper number: None.
     """
+    if overrides:
+        return None
     if latent_init == "zero":
         if method not in _T9_ZERO or system not in _HAM:
             return None

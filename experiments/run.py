@@ -294,7 +294,7 @@ def main(argv=None) -> int:
         line = f"{name:8s} trajectory error {summary[name]['trajectory_error']['mean']:.4f}"
         print(line + f" ± {summary[name]['trajectory_error']['std']:.4f}", flush=True)
     header = table_header(args, preset, dataset.train.num_trajectories)
-    paper = {"k": args.shots, "latent_init": args.latent_init}
+    paper = {"k": args.shots, "latent_init": args.latent_init, "overrides": args.set}
     table = write_table(args.system, summary, out / "table.md", header, **paper)
     results = {
         "system": args.system,

@@ -97,6 +97,13 @@ def test_compare_labels_runs_and_picks_the_matching_paper_table(tmp_path):
     table = compare.compare([k10, zero], ("trajectory_error",))
     # Table 1 (mean init) and Table 9 (zero init): pendulum MR 0.146 and 0.268.
     assert "| mr | 0.500 ± 0.000 / 0.146 | 0.375 ± 0.000 / 0.268 |" in table
+    # A system changed by --set (DNO targeted sampling) has no paper value; the default has.
+    dno = _fake_run(tmp_path / "e", "dno", {}, 10, {"mr": 0.25})
+    narrow = _fake_run(
+        tmp_path / "f", "dno", {"set": {"ic_bounds": [[-0.5, 0.5]]}}, 10, {"mr": 0.1}
+    )
+    table = compare.compare([dno, narrow], ("trajectory_error",))
+    assert "| mr | 0.250 ± 0.000 / 0.167 | 0.100 ± 0.000 / – |" in table
     other = _fake_run(tmp_path / "d", "dno", {}, 10, {"mr": 0.1})
     with pytest.raises(SystemExit, match="different systems"):
         compare.compare([k10, other])
