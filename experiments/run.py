@@ -167,6 +167,13 @@ def train_seeds(args, preset, system, dataset, name, seeds, out: Path, progress,
                                  checkpoint_dir=out / name / ("seeds" + "-".join(map(str, seeds)))
                                  / "checkpoints", **common)  # fmt: skip
     seconds = (time.perf_counter() - start) / len(seeds)
+    for seed in seeds:
+        # The training time survives a run stopped before scoring (or scored again after
+        # deleting metrics.json): a later call only loads the finished checkpoint.
+        timing = out / name / f"seed{seed}" / "train_seconds.json"
+        if not timing.exists():
+            timing.parent.mkdir(parents=True, exist_ok=True)
+            timing.write_text(json.dumps(seconds))
     return {seed: (result, seconds) for seed, result in zip(seeds, results)}
 
 
@@ -176,7 +183,8 @@ def run_one(args, preset, system, dataset, mesh, name, seed, out: Path, trained)
     if done.exists():
         return json.loads(done.read_text()), None
     learner = make_learner(name, preset, args.latent_init)
-    result, train_s = trained[seed]
+    result, _ = trained[seed]
+    train_s = json.loads((out / "train_seconds.json").read_text())
     adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(10_000 + seed))
     scores = jax.device_get(evaluate(system, adapted.models, dataset.test, mesh))
     record = {k: float(np.mean(v)) for k, v in scores.items() if k not in ("min_entropy_rate",)}

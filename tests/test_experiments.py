@@ -24,6 +24,16 @@ def test_cli_runs_every_method_end_to_end_and_resumes(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/metrics.json")}
     assert run.main(argv) == 0
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/metrics.json")}
+    # Scored again (metrics.json deleted): the finished checkpoint is loaded, not retrained,
+    # and the recorded training time is the original one, not the load time.
+    ro = out / "ro" / "seed0"
+    first = json.loads((ro / "metrics.json").read_text())
+    assert first["train_seconds"] == json.loads((ro / "train_seconds.json").read_text()) > 0
+    (ro / "metrics.json").unlink()
+    assert run.main(argv) == 0
+    again = json.loads((ro / "metrics.json").read_text())
+    assert again["train_seconds"] == first["train_seconds"]
+    assert again["trajectory_error"] == pytest.approx(first["trajectory_error"], rel=1e-5)
 
 
 def test_cli_bad_input(capsys):
