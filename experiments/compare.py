@@ -3,8 +3,8 @@
     python -m experiments.compare runs/pendulum-k10 runs/pendulum-k20 runs/pendulum-k30
     python -m experiments.compare runs/pendulum runs/pendulum-zero --metrics trajectory_error
 
-One column group per run, labelled by what sets it apart (K, latent initialisation, system
-overrides); the paper's value beside ours is taken from the table matching that setting
+One column group per run, labelled by what sets it apart (epochs, K, latent initialisation,
+system overrides); the paper's value beside ours is taken from the table matching that setting
 (Tables 4-8 for varying K, 9-10 for the zero initialisation, 1-2 and 7-8 otherwise; none for
 a system changed by ``--set``).
 """
@@ -34,8 +34,14 @@ def _k(result: dict) -> int:
     return result.get("k") or min(result["config"]["shots"] or default, default)
 
 
+def _epochs(config: dict) -> int:
+    return config["epochs"] or config["preset_values"]["epochs"]
+
+
 def _label(config: dict, k: int, varying: set[str]) -> str:
     bits = []
+    if "epochs" in varying:
+        bits.append(f"{_epochs(config)} epochs")
     if "k" in varying:
         bits.append(f"K = {k}")
     if "latent_init" in varying:
@@ -57,6 +63,7 @@ def compare(runs: list[str], metrics: tuple[str, ...] = _METRICS) -> str:
     varying = {key for key in ("latent_init", "set")
                if len({json.dumps(c.get(key) or None, sort_keys=True) for c in configs}) > 1}  # fmt: skip
     varying |= {"k"} if len(set(ks)) > 1 else set()
+    varying |= {"epochs"} if len({_epochs(c) for c in configs}) > 1 else set()
     labels = [_label(c, k, varying) for c, k in zip(configs, ks)]
     metrics = [m for m in metrics if any(m in s for r in results for s in r["methods"].values())]
     head = [f"{lab}: {m} (ours / paper)" for lab in labels for m in metrics]
@@ -75,7 +82,7 @@ def compare(runs: list[str], metrics: tuple[str, ...] = _METRICS) -> str:
                                   overrides=c.get("set"))  # fmt: skip
                 cells.append(f"{ours} / {'–' if ref is None else f'{ref:.3f}'}")
         lines.append(f"| {method} | {' | '.join(cells)} |")
-    budgets = sorted({f"{c['preset']} preset, {c['epochs'] or c['preset_values']['epochs']} epochs, "
+    budgets = sorted({f"{c['preset']} preset, {_epochs(c)} epochs, "
                       f"seeds {c['seeds']}" for c in configs})  # fmt: skip
     title = f"**{system}**, {'; '.join(budgets)}; runs: {', '.join(runs)}"
     return title + "\n\n" + "\n".join(lines) + "\n"

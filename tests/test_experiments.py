@@ -107,6 +107,9 @@ def test_compare_labels_runs_and_picks_the_matching_paper_table(tmp_path):
     table = compare.compare([k10, zero], ("trajectory_error",))
     # Table 1 (mean init) and Table 9 (zero init): pendulum MR 0.146 and 0.268.
     assert "| mr | 0.500 ± 0.000 / 0.146 | 0.375 ± 0.000 / 0.268 |" in table
+    longer = _fake_run(tmp_path / "g", "pendulum", {"epochs": 1000}, 10, {"mr": 0.25})
+    table = compare.compare([k10, longer], ("trajectory_error",))
+    assert "150 epochs: trajectory_error" in table and "1000 epochs: trajectory_error" in table
     # A system changed by --set (DNO targeted sampling) has no paper value; the default has.
     dno = _fake_run(tmp_path / "e", "dno", {}, 10, {"mr": 0.25})
     narrow = _fake_run(
