@@ -32,6 +32,8 @@ from tqdm import tqdm
 
 from jaxmeta import conservation as cn
 
+from ._cli import check_positive, parse_seeds
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -255,7 +257,12 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(parser, args.seeds)
+    check_positive(parser, args, "epochs", "train_systems", "train_trajectories", "test_systems",
+                   "num_test", "latent_dim", "adapt_steps", "adapt_lr", "lr", "batch",
+                   "eval_t1", "eval_points")  # fmt: skip
+    if args.noise < 0:
+        parser.error(f"--noise must be >= 0, got {args.noise}")
     if args.support < 2:
         parser.error(f"--support must be >= 2 (the contrastive loss), got {args.support}.")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -163,3 +163,24 @@ def test_cli_end_to_end(tmp_path):
             assert jnp.isfinite(mean) and std == 0.0
     assert "Meta-ConCerNet (adapted latents)" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "meta_spring.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("module", ["concernet", "concernet_meta"])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be > 0, got 0"),
+        (["--lr", "-0.1"], "--lr must be > 0, got -0.1"),
+        (["--seeds", "0,a"], "--seeds must be comma-separated integers, got '0,a'"),
+        (["--seeds", "1,1"], "--seeds must not repeat a seed, got '1,1'"),
+        (["--noise", "-1"], "--noise must be >= 0, got -1.0"),
+    ],
+)
+def test_cli_bad_flags_fail_before_any_work(module, argv, message, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"experiments.{module}").main
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing generated or written
