@@ -308,6 +308,13 @@ def _zeros_latents(model, num_systems, dtype):
     return jnp.zeros((num_systems, model.latent_dim), dtype)
 
 
+def _trainable(params, network, latents):
+    """The `_fit` filter training ``network(params)``'s arrays and ``latents(params)`` only."""
+    spec = jax.tree.map(lambda _: False, params)
+    mask = jax.tree.map(eqx.is_inexact_array, network(params))
+    return eqx.tree_at(lambda p: (network(p), latents(p)), spec, replace=(mask, True))
+
+
 def train_meta_invariant(
     model: MetaConCerNet,
     xs: Float[Array, "systems traj time dim"],
@@ -338,12 +345,7 @@ def train_meta_invariant(
         latents = _zeros_latents(model, xs.shape[0], xs.dtype)
     _check_latents("latents", latents, xs.shape[0], model.latent_dim)
     params = _Stage1(model=model, z_inv=latents)
-    spec = jax.tree.map(lambda _: False, params)
-    spec = eqx.tree_at(
-        lambda p: (p.model.invariant, p.z_inv),
-        spec,
-        replace=(jax.tree.map(eqx.is_inexact_array, model.invariant), True),
-    )
+    spec = _trainable(params, lambda p: p.model.invariant, lambda p: p.z_inv)
     fit = _fit(
         params,
         _MetaContrastive(normalise=normalise, loss=loss),
@@ -386,12 +388,7 @@ def train_meta_dynamics(
         latents = _zeros_latents(model, xs.shape[0], xs.dtype)
     _check_latents("latents", latents, xs.shape[0], model.latent_dim)
     params = _Stage2(model=model, z_inv=z_inv, z_dyn=latents)
-    spec = jax.tree.map(lambda _: False, params)
-    spec = eqx.tree_at(
-        lambda p: (p.model.dynamics, p.z_dyn),
-        spec,
-        replace=(jax.tree.map(eqx.is_inexact_array, model.dynamics), True),
-    )
+    spec = _trainable(params, lambda p: p.model.dynamics, lambda p: p.z_dyn)
     fit = _fit(
         params,
         _meta_mse,
