@@ -261,36 +261,39 @@ class _Stage2(eqx.Module):
     z_dyn: Array
 
 
+def _invariant_loss(model: MetaConCerNet, z_inv, xs, normalise, loss):
+    """One system's stage-1 loss: contrastive loss of ``invariant(z_inv)`` on its trajectories
+    plus the modulation's penalty. Training and adaptation both minimise it."""
+    inv = model.invariant
+    return contrastive_loss(inv(z_inv), xs, normalise=normalise, loss=loss) + inv.penalty(z_inv)
+
+
+def _dynamics_loss(model: MetaConCerNet, z_inv, z_dyn, xs, dxs):
+    """One system's stage-2 loss: MSE on ``ẋ`` of its projected field plus the modulation's
+    penalty. Training and adaptation both minimise it."""
+    return _mse_objective(model.field(z_inv, z_dyn), (xs, dxs)) + model.dynamics.penalty(z_dyn)
+
+
 class _MetaContrastive(eqx.Module):
-    """Stage-1 objective: the mean over systems of each system's contrastive loss (vmapped)."""
+    """Stage-1 objective: the mean over systems of `_invariant_loss` (vmapped)."""
 
     normalise: bool = eqx.field(static=True)
     loss: str = eqx.field(static=True)
 
     def __call__(self, params: _Stage1, xs):  # xs: (traj, systems, time, dim)
-        inv = params.model.invariant
-
-        def one(z, x):
-            return contrastive_loss(inv(z), x, normalise=self.normalise, loss=self.loss) + (
-                inv.penalty(z)
-            )
-
+        one = lambda z, x: _invariant_loss(params.model, z, x, self.normalise, self.loss)
         return jnp.mean(jax.vmap(one)(params.z_inv, jnp.swapaxes(xs, 0, 1)))
 
 
 def _meta_mse(params: _Stage2, batch):
-    """Stage-2 objective: the mean over systems of the projected field's MSE on ``ẋ``."""
+    """Stage-2 objective: the mean over systems of `_dynamics_loss` (vmapped)."""
     xs, dxs = (jnp.swapaxes(a, 0, 1) for a in batch)  # (systems, traj, time, dim)
-    model = params.model
-
-    def one(zi, zd, x, dx):
-        return _mse_objective(model.field(zi, zd), (x, dx)) + model.dynamics.penalty(zd)
-
+    one = lambda zi, zd, x, dx: _dynamics_loss(params.model, zi, zd, x, dx)
     return jnp.mean(jax.vmap(one)(params.z_inv, params.z_dyn, xs, dxs))
 
 
-def _check_family_data(name, xs, ndim=4):
-    if xs.ndim != ndim:
+def _check_family_data(name, xs):
+    if xs.ndim != 4:
         raise ValueError(
             f"`{name}` must have shape (systems, traj, time, dim), got shape {xs.shape}."
         )
@@ -429,23 +432,18 @@ class MetaAdapted(eqx.Module):
 
 @eqx.filter_jit
 def _adapt(model, z0_inv, z0_dyn, xs, dxs, steps, lr, normalise, loss):
-    inv, opt = model.invariant, optax.adam(lr)
+    opt = optax.adam(lr)
 
     def fit_inv(z0, x):
-        objective = lambda z: (
-            contrastive_loss(inv(z), x, normalise=normalise, loss=loss) + inv.penalty(z)
-        )
+        objective = lambda z: _invariant_loss(model, z, x, normalise, loss)
         return optimise(objective, z0, opt, steps)
 
     def fit_dyn(z0, zi, x, dx):
-        objective = lambda z: (
-            _mse_objective(model.field(zi, z), (x, dx)) + (model.dynamics.penalty(z))
-        )
-        return optimise(objective, z0, opt, steps)
+        return optimise(lambda z: _dynamics_loss(model, zi, z, x, dx), z0, opt, steps)
 
     z_inv, losses_inv = jax.vmap(fit_inv)(z0_inv, xs)
     z_dyn, losses_dyn = jax.vmap(fit_dyn)(z0_dyn, z_inv, xs, dxs)
-    return model, z_inv, z_dyn, losses_inv, losses_dyn
+    return z_inv, z_dyn, losses_inv, losses_dyn
 
 
 def adapt(
@@ -506,4 +504,4 @@ def adapt(
     z0_inv = jnp.broadcast_to(jnp.mean(train_z_inv, axis=0), (tasks, model.latent_dim))
     z0_dyn = jnp.broadcast_to(jnp.mean(train_z_dyn, axis=0), (tasks, model.latent_dim))
     out = _adapt(model, z0_inv, z0_dyn, xs[:, :k], dxs[:, :k], steps, float(lr), normalise, loss)
-    return MetaAdapted(*out)
+    return MetaAdapted(model, *out)
