@@ -131,3 +131,22 @@ def test_cli_heat_end_to_end(tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert "| Heat equation | 0.133 ± 0.054 |" in table and "9-dim autoencoder latent" in table
     assert (out / "heat_rollouts.png").exists() and (out / "heat_invariant.png").exists()
+
+
+def test_cli_oracle_projects_onto_the_exact_invariant(tmp_path):
+    # `--invariant true` skips stage 1 and projects onto the exact law: the rollout keeps it
+    # to RK4 tolerance whatever the (barely trained) field, and the reported correlation of
+    # the projected invariant with the true one is 1.
+    out = tmp_path / "oracle"
+    argv = [
+        "--system", "spring", "--seeds", "0", "--epochs", "2", "--num-test", "2",
+        "--eval-t1", "3", "--eval-points", "31", "--invariant", "true", "--no-progress",
+        "--out", str(out),
+    ]  # fmt: skip
+    concernet.main(argv)
+    results = json.loads((out / "results.json").read_text())
+    run = results["results"]["spring"]["runs"][0]
+    assert run["final_loss"]["invariant"] is None
+    assert run["invariant_corr"] == pytest.approx([1.0], abs=1e-6)
+    assert run["violation_concernet"] < 1e-4 < run["violation_baseline"]
+    assert "**Oracle**" in (out / "table.md").read_text()
