@@ -171,6 +171,21 @@ def peak_matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2.0 * n**3 / seconds / 1e9
 
 
+def shaped_matmul_gflops(
+    batch: int, rows: int, width: int, repeats: int = 20, dtype=jnp.float32
+) -> float:
+    """Measured throughput (GFLOP/s) of the product the methods spend their FLOPs in: a
+    batch of per-function ``(rows × width) @ (width × width)`` products (every method gives
+    each function its own weights: the adapted weights of MAML/Reptile/ANIL, the modulated
+    weights of Shift/FW/RO/MR), as ``jnp.einsum("tbi,tij->tbj")``. The roofline of these
+    shapes on this device, against which the 2048² peak is out of reach for small products."""
+    a = jax.random.normal(jax.random.key(0), (batch, rows, width), dtype)
+    b = jax.random.normal(jax.random.key(1), (batch, width, width), dtype)
+    product = jax.jit(lambda a, b: jnp.einsum("tbi,tij->tbj", a, b))
+    seconds = median_time(product, a, b, repeats=repeats)
+    return 2.0 * batch * rows * width**2 / seconds / 1e9
+
+
 def write_results(name: str, env: dict, rows: list[dict], markdown: str, extra=None) -> None:
     """``results/<name>.json`` (environment, rows) and ``results/<name>.md`` (the table)."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 XLA on CPU lowers a vmapped matmul to a batched dot that can be slower than a loop of plain
 dots (design.md). This script writes the `lax.map` variant of `jaxmeta.meta.MAML.meta_step`
 locally (same inner loop, same loss, same outer Adam step; the library is untouched), checks
-both give the same loss and new parameters, and times both: ``jax.jit`` lower + compile time
+both give the same loss and meta-gradient, and times both: ``jax.jit`` lower + compile time
 apart, then the median of ``--repeats`` blocked calls, the two variants' calls interleaved (each
 after two warm-ups) so that changes of machine load hit both alike.
 
@@ -106,9 +106,16 @@ def main():
             print(rows[-1], flush=True)
         (a_state, a_loss), (b_state, b_loss) = outs.values()
         np.testing.assert_allclose(a_loss, b_loss, rtol=1e-5)
-        for a, b in zip(jax.tree.leaves(a_state.params), jax.tree.leaves(b_state.params)):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-        print(f"tasks {tasks}: vmap == lax.map (loss and updated parameters): ok")
+        # Compare the meta-gradient, not the updated parameters: Adam's first step moves each
+        # weight by about lr·g/|g|, so for a weight whose gradient is near zero the float32
+        # rounding of the task sum (a different order in the two variants) changes its update
+        # by a large relative amount (seen: 6e-6 on one of 10,000 weights at 20 functions).
+        # After one step Adam's first moment is (1 − b1)·g: the summed meta-gradient itself,
+        # whose rounding error scales with the largest terms summed, hence atol ∝ max |g|.
+        mu_a, mu_b = (jax.tree.leaves(s.opt_state[0].mu) for s in (a_state, b_state))
+        for a, b in zip(mu_a, mu_b):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(b))))
+        print(f"tasks {tasks}: vmap == lax.map (loss and meta-gradient): ok")
         vmap_ms, map_ms = rows[-2]["step_ms"], rows[-1]["step_ms"]
         rows[-1]["speedup_vs_vmap"] = vmap_ms / map_ms
 
