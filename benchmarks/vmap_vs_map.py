@@ -109,7 +109,7 @@ def main():
         # Compare the meta-gradient, not the updated parameters: Adam's first step moves each
         # weight by about lr·g/|g|, so for a weight whose gradient is near zero the float32
         # rounding of the task sum (a different order in the two variants) changes its update
-        # by a large relative amount (seen: 6e-6 on one of 10,000 weights at 20 functions).
+        # by a large relative amount.
         # After one step Adam's first moment is (1 − b1)·g: the summed meta-gradient itself,
         # whose rounding error scales with the largest terms summed, hence atol ∝ max |g|.
         mu_a, mu_b = (jax.tree.leaves(s.opt_state[0].mu) for s in (a_state, b_state))

@@ -24,7 +24,8 @@ def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     mesh or None. Returns arrays: ``trajectory_error`` (F, Q); ``field_error`` and ``ssim``
     (F,) where a mesh exists (SSIM for 2-D systems); ``energy_drift`` (F, Q) of the learned
     model along its own rollouts (symplectic implicit midpoint for Hamiltonian models, RK4
-    for GENERIC ones, ``ENERGY_SUBSTEPS`` steps per save interval); for GENERIC models ``min_entropy_rate`` and ``max_degeneracy`` (F,).
+    for GENERIC ones, ``ENERGY_SUBSTEPS`` steps per save interval); for GENERIC models
+    ``min_entropy_rate`` and ``max_degeneracy`` (F,).
     """
     ts = test.ts
     vm = eqx.filter_vmap

@@ -151,8 +151,9 @@ def _summary(values: list) -> dict:
 def train_seeds(args, preset, system, dataset, name, seeds, out: Path, progress, devices):
     """Train the (method, seeds) whose metrics are missing: one seed with `meta.fit`, several
     as one vmapped program with `meta.fit_seeds` (their stacked checkpoint under
-    ``out/<method>/seeds<a>-<b>-.../checkpoints``). Returns ``{seed: (result, seconds)}``,
-    the seconds being the group's wall time shared equally among its seeds."""
+    ``out/<method>/seeds<a>-<b>-.../checkpoints``). Returns ``{seed: result}`` and writes
+    each seed's training time, the group's wall time shared equally among its seeds, to
+    ``out/<method>/seed<s>/train_seconds.json``."""
     learner = make_learner(name, preset, args.latent_init)
     common = dict(epochs=args.epochs or preset.epochs, val_every=args.val_every or preset.val_every,
                   progress=progress, devices=devices)  # fmt: skip
@@ -174,7 +175,7 @@ def train_seeds(args, preset, system, dataset, name, seeds, out: Path, progress,
         if not timing.exists():
             timing.parent.mkdir(parents=True, exist_ok=True)
             timing.write_text(json.dumps(seconds))
-    return {seed: (result, seconds) for seed, result in zip(seeds, results)}
+    return dict(zip(seeds, results))
 
 
 def run_one(args, preset, system, dataset, mesh, name, seed, out: Path, trained):
@@ -183,7 +184,7 @@ def run_one(args, preset, system, dataset, mesh, name, seed, out: Path, trained)
     if done.exists():
         return json.loads(done.read_text()), None
     learner = make_learner(name, preset, args.latent_init)
-    result, _ = trained[seed]
+    result = trained[seed]
     train_s = json.loads((out / "train_seconds.json").read_text())
     adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(10_000 + seed))
     scores = jax.device_get(evaluate(system, adapted.models, dataset.test, mesh))
@@ -295,7 +296,7 @@ def main(argv=None) -> int:
                 adapted[name] = models
                 if name == kshot_method:
                     learner = make_learner(name, preset, args.latent_init)
-                    plots.kshot_fields(system, dataset.test, learner, trained[seed][0].best_state,
+                    plots.kshot_fields(system, dataset.test, learner, trained[seed].best_state,
                                        out / f"kshot_{name}.png")  # fmt: skip
             histories[f"{name}/seed{seed}"] = record["history"]
         summary[name] = {m: _summary([r[m] for r in records]) for m in METRICS if m in records[0]}
