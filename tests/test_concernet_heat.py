@@ -51,6 +51,29 @@ def test_latent_derivative_is_the_chain_rule_along_a_heat_trajectory():
         assert jnp.allclose(dz, fd, rtol=1e-6, atol=1e-8)
 
 
+def test_heat_data_keep_the_total_and_the_pulse_data_move_the_centroid():
+    """Both initial-state families conserve Σu along the reference solve. Over the authors'
+    window t ∈ [0, 10] the heat of a pulse reaches the insulated ends and its centroid
+    Σ y u / Σ u moves about halfway to the rod's centre, so Σu is the only conserved moment of
+    the data; over the bumps' window t ∈ [0, 1] the centroid moves by under 5 %: a second,
+    spurious near-invariant a contrastive loss can learn instead."""
+    y = jnp.linspace(-5.0, 5.0, 101)
+    pulse = cn.HeatEquation(num_times=3)
+    bumps = cn.HeatEquation(initial="bumps", t1=1.0, num_times=3)
+    for heat, shift in ((pulse, (0.3, 0.7)), (bumps, (0.0, 0.05))):
+        xs = cn.make_trajectories(heat, 4, key=jax.random.key(0)).xs
+        total = jnp.sum(xs, axis=-1)
+        assert jnp.max(jnp.abs(total[:, -1] / total[:, 0] - 1)) < 1e-5, heat.initial
+        centroid = jnp.sum(xs * y[None, None], axis=-1) / total
+        moved = jnp.abs(centroid[:, -1] - centroid[:, 0]) / jnp.abs(centroid[:, 0])
+        assert jnp.all((shift[0] < moved) & (moved < shift[1])), (heat.initial, moved)
+    x0 = jax.vmap(pulse.sample_initial_state)(jax.random.split(jax.random.key(1), 64))
+    assert x0.shape == (64, 101)
+    # One unit-height pulse with its peak within [-1, 1] (the nearest node within dy/2).
+    assert jnp.all(jnp.max(x0, axis=-1) > 0.98) and jnp.all(jnp.max(x0, axis=-1) <= 1.0)
+    assert jnp.all(jnp.abs(y[jnp.argmax(x0, axis=-1)]) <= 1.0 + 1e-6)
+
+
 def test_training_reduces_reconstruction_loss():
     heat = cn.HeatEquation(num_times=5, num_trajectories=6)
     data = cn.make_trajectories(heat, 6, key=jax.random.key(0))
@@ -85,6 +108,8 @@ def test_evaluate_latent_decodes_and_scores_in_the_original_space():
 
 def test_argument_errors():
     key = jax.random.key(0)
+    with pytest.raises(ValueError, match="`initial` must be 'pulse' or 'bumps', got initial='x'"):
+        cn.HeatEquation(initial="x")
     with pytest.raises(ValueError, match="`latent_dim` must be an int in \\[1, dim=101\\]"):
         cn.Autoencoder(101, 0, key=key)
     with pytest.raises(ValueError, match="latent_dim=-3"):
@@ -115,11 +140,16 @@ def test_argument_errors():
         cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation(), truth)
 
 
-def test_cli_heat_end_to_end(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "ics, data",
+    [("pulse", "trained on t in [0, 10], 100"), ("bumps", "trained on t in [0, 1], 50")],
+)
+def test_cli_heat_end_to_end(tmp_path, ics, data):
     out = tmp_path / "heat"
     argv = [
         "--system", "heat", "--seeds", "0", "--epochs", "2", "--ae-epochs", "3",
-        "--num-test", "2", "--eval-points", "11", "--no-progress", "--out", str(out),
+        "--num-test", "2", "--eval-points", "11", "--heat-ics", ics, "--no-progress",
+        "--out", str(out),
     ]  # fmt: skip
     concernet.main(argv)
     results = json.loads((out / "results.json").read_text())
@@ -130,6 +160,7 @@ def test_cli_heat_end_to_end(tmp_path, capsys):
     assert results["meta"]["config"]["ae_epochs"] == "3"
     table = (out / "table.md").read_text()
     assert "| Heat equation | 0.133 ± 0.054 |" in table and "9-dim autoencoder latent" in table
+    assert f"heat: {ics} initial states, {data} trajectories" in table
     assert (out / "heat_rollouts.png").exists() and (out / "heat_invariant.png").exists()
 
 
