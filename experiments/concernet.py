@@ -6,6 +6,7 @@ violation of rollouts from test initial states, mean ± std over seeds.
 
 The heat equation (paper §4.3) is learned in a 9-dim autoencoder latent: the autoencoder is
 trained first (``--ae-epochs``), then both stages run on ``(z, ż)`` and rollouts are decoded.
+Its data are the authors' (``--heat-ics pulse``) or our earlier three-bump family (``bumps``).
 
 Writes ``DIR/results.json``, ``DIR/table.md`` (the paper's numbers beside ours) and figures
 ``DIR/<system>_invariant.png`` (learned vs true invariant) and ``DIR/<system>_rollouts.png``.
