@@ -40,6 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # chemical 10 (trained on [0, 3]), Kepler 5 (trained on [0, 10]); rollouts are saved at 1001
 # points as in their `evaluate_dynamics.py`. Heat 1 (their `--eval_t_end 1.0`; trained on
 # [0, 10] as in their code, see `HeatEquation`).
+# The heat entry is the default of `--heat-ics` (see `HEAT_DATA` and `_system`).
 SYSTEMS = {
     "spring": (cn.SpringMass(), 1, 50.0),
     "chemical": (cn.ChemicalKinetics(), 1, 10.0),
@@ -49,7 +50,7 @@ SYSTEMS = {
 # The heat equation's data (`--heat-ics`): the authors' (one pulse, t in [0, 10], 100 training
 # trajectories) or our earlier choice (three bumps, t in [0, 1], 50 trajectories).
 HEAT_DATA = {
-    "pulse": cn.HeatEquation(),
+    "pulse": SYSTEMS["heat"][0],
     "bumps": cn.HeatEquation(initial="bumps", t1=1.0, num_times=50, num_trajectories=50),
 }
 # Systems learned in an autoencoder latent (paper §4.3): name -> latent dimension (paper: 9).
@@ -70,6 +71,11 @@ LABELS = {
     "kepler": "Kepler",
     "heat": "Heat equation",
 }
+
+
+def _system(name, args):
+    """The system a run trains on: `SYSTEMS`' entry, with the heat data `--heat-ics` picks."""
+    return HEAT_DATA[args.heat_ics] if name == "heat" else SYSTEMS[name][0]
 
 
 def _mlp(dim, key):
@@ -225,14 +231,14 @@ def markdown(results, args, command):
             + ", learned invariants m = "
             + str(
                 {
-                    n: SYSTEMS[n][0].latent_dim if args.latent_dim is None else args.latent_dim
+                    n: _system(n, args).latent_dim if args.latent_dim is None else args.latent_dim
                     for n in results
                 }
             )
         )  # fmt: skip
         + "".join(
             f". {n}: {args.heat_ics} initial states, trained on t in [0, "
-            f"{HEAT_DATA[args.heat_ics].t1:g}], {HEAT_DATA[args.heat_ics].num_trajectories} "
+            f"{_system(n, args).t1:g}], {_system(n, args).num_trajectories} "
             f"trajectories; learned in a {AUTOENCODED[n]}-dim autoencoder latent (eq. 9-10), "
             f"autoencoder trained {args.epochs if args.ae_epochs is None else args.ae_epochs} "
             "epochs first; rollouts decoded and scored in the original space"
@@ -352,7 +358,7 @@ def main(argv=None):
     per_seed = [3 * args.epochs + (ae_epochs if n in AUTOENCODED else 0) for n in names]
     bar = tqdm(total=sum(per_seed) * len(seeds), unit="epoch", disable=args.no_progress)
     for name in names:
-        system = HEAT_DATA[args.heat_ics] if name == "heat" else SYSTEMS[name][0]
+        system = _system(name, args)
         t0, runs = time.perf_counter(), []
         for seed in seeds:
             bar.set_description(f"{name} seed {seed}")
