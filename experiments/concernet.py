@@ -53,7 +53,7 @@ HEAT_DATA = {
     "pulse": SYSTEMS["heat"][0],
     "bumps": cn.HeatEquation(initial="bumps", t1=1.0, num_times=50, num_trajectories=50),
 }
-# Systems learned in an autoencoder latent (paper §4.3): name -> latent dimension (paper: 9).
+# Systems learned in an autoencoder latent (paper §4.3): name -> code dimension (paper: 9).
 # The autoencoder is trained first on the noisy training states; stages 1 and 2 then run on
 # latent trajectories (z, ż) = (E(x), ∂E/∂x ẋ) (eq. 9-10), and rollouts are decoded and scored
 # in the original space against the true invariant (the authors' `eval_ae`).
@@ -106,9 +106,9 @@ def run_seed(system, seed, args, optimizer, bar):
         ae_fit = cn.train_autoencoder(
             ae, xs, **dict(common, epochs=ae_epochs), progress=bar.update, key=k_fit
         )
-        ae, dim = ae_fit.model, ae_fit.model.latent_dim
+        ae, dim = ae_fit.model, ae_fit.model.code_dim
         xs, dxs = cn.to_latent(ae, xs, dxs)
-    m = system.latent_dim if args.latent_dim is None else args.latent_dim
+    m = system.num_invariants if args.num_invariants is None else args.num_invariants
     if args.invariant == "learned":
         net = cn.InvariantNet(dim, m, key=k[4])
         stage1 = cn.train_invariant(
@@ -132,12 +132,12 @@ def run_seed(system, seed, args, optimizer, bar):
     )
     sub = SYSTEMS[system.name][1]
     if ae is None:
-        m_base = cn.evaluate(base.model, long, test, substeps=sub)
-        m_ours = cn.evaluate(ours.model, long, test, substeps=sub)
+        m_base = cn.evaluate(base.model, long.invariant, test, substeps=sub)
+        m_ours = cn.evaluate(ours.model, long.invariant, test, substeps=sub)
         learned = jax.vmap(jax.vmap(invariant))(test.xs)
     else:
-        m_base = cn.evaluate_latent(base.model, ae, long, test, substeps=sub)
-        m_ours = cn.evaluate_latent(ours.model, ae, long, test, substeps=sub)
+        m_base = cn.evaluate_latent(base.model, ae, long.invariant, test, substeps=sub)
+        m_ours = cn.evaluate_latent(ours.model, ae, long.invariant, test, substeps=sub)
         learned = jax.vmap(jax.vmap(lambda x: invariant(ae.encode(x))))(test.xs)
     true = jax.vmap(jax.vmap(system.invariant))(test.xs)
     # |Pearson correlation| of each true invariant with its best-matching learned coordinate.
@@ -231,7 +231,9 @@ def markdown(results, args, command):
             + ", learned invariants m = "
             + str(
                 {
-                    n: _system(n, args).latent_dim if args.latent_dim is None else args.latent_dim
+                    n: _system(n, args).num_invariants
+                    if args.num_invariants is None
+                    else args.num_invariants
                     for n in results
                 }
             )
@@ -293,7 +295,7 @@ def main(argv=None):
         "(the scale-free ratio of the authors' code, their default; no batch normalisation)",
     )
     parser.add_argument(
-        "--latent-dim",
+        "--num-invariants",
         type=int,
         default=None,
         help="learned invariants m (default: the system's; the authors' Kepler script: 1)",
@@ -340,7 +342,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
     seeds = parse_seeds(parser, args.seeds)
-    check_positive(parser, args, "epochs", "num_test", "lr", "batch", "latent_dim",
+    check_positive(parser, args, "epochs", "num_test", "lr", "batch", "num_invariants",
                    "dyn_batch_points", "eval_t1", "ae_epochs", "eval_points")  # fmt: skip
     if args.noise < 0:
         parser.error(f"--noise must be >= 0, got {args.noise}")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from jaxmeta import conservation as cn
 
 from ._cli import check_positive, parse_seeds
+from .registry import make_modulation
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,21 +81,22 @@ def per_system(sx, sdx, seed, i, args, optimizer, bar):
     return base.model, ours.model
 
 
-def run_seed(seed, args, optimizer, bar):
+def run_seed(seed, args, optimizer, adapt_optimizer, bar):
     """Meta-train, adapt, train the per-system models and score all on the held-out systems."""
     family = cn.SpringFamily(stiffness=tuple(args.stiffness), mass=tuple(args.mass))
     k = jax.random.split(jax.random.key(seed), 10)
-    train_sys = family.sample(args.train_systems, key=k[0])
-    test_sys = family.sample(args.test_systems, key=k[1])
-    train = cn.family_trajectories(train_sys, args.train_trajectories, key=k[2])
-    support = cn.family_trajectories(test_sys, args.support, key=k[3])
-    long = eqx.tree_at(lambda s: (s.t1, s.num_times), test_sys, (args.eval_t1, args.eval_points))
-    test = cn.family_trajectories(long, args.num_test, key=k[4])
+    train_mu = family.sample_params(k[0], args.train_systems)  # rows (m, k)
+    test_mu = family.sample_params(k[1], args.test_systems)
+    train = cn.family_trajectories(family, train_mu, args.train_trajectories, key=k[2])
+    support = cn.family_trajectories(family, test_mu, args.support, key=k[3])
+    long = eqx.tree_at(lambda s: (s.t1, s.num_times), family, (args.eval_t1, args.eval_points))
+    test = cn.family_trajectories(long, test_mu, args.num_test, key=k[4])
     xs, dxs = _noisy(train, args.noise, k[5])
     sxs, sdxs = _noisy(support, args.noise, k[6])
 
     t0 = time.perf_counter()
-    model = cn.MetaConCerNet(2, 1, modulation=args.modulation, latent_dim=args.latent_dim, key=k[7])
+    modulation = make_modulation(args.modulation)
+    model = cn.MetaConCerNet(2, 1, modulation=modulation, latent_dim=args.latent_dim, key=k[7])
     common = dict(
         optimizer=optimizer,
         epochs=args.epochs,
@@ -102,9 +104,10 @@ def run_seed(seed, args, optimizer, bar):
     )
     s1 = cn.train_meta_invariant(model, xs, progress=bar.update, key=k[8], **common)
     s2 = cn.train_meta_dynamics(s1.model, s1.latents, xs, dxs, progress=bar.update, key=k[9], **common)  # fmt: skip
-    adapted = cn.adapt(
-        s2.model, s1.latents, s2.latents, sxs, sdxs, steps=args.adapt_steps, lr=args.adapt_lr
-    )
+    adapted = cn.adapt_meta_concernet(
+        s2.model, s1.latents, s2.latents, sxs, sdxs, optimizer=adapt_optimizer,
+        steps=args.adapt_steps,
+    )  # fmt: skip
     jax.block_until_ready(adapted.z_dyn)
     meta_seconds = time.perf_counter() - t0
     unadapted = s2.model.field(jnp.mean(s1.latents, axis=0), jnp.mean(s2.latents, axis=0))
@@ -117,15 +120,16 @@ def run_seed(seed, args, optimizer, bar):
         fields = dict(
             baseline=base, concernet=ours, meta_unadapted=unadapted, meta_concernet=adapted.field(i)
         )
-        system, truth = cn.system_at(long, i), _one(test, i)
-        metrics = {m: cn.evaluate(f, system, truth) for m, f in fields.items()}
+        mu, truth = test_mu[i], _one(test, i)
+        invariant = lambda x, mu=mu: long.invariant(x, mu)
+        metrics = {m: cn.evaluate(f, invariant, truth) for m, f in fields.items()}
         for m, r in metrics.items():
             for name in METRICS:
                 scores[m][name].append(float(getattr(r, name)))
         if i == 0:
             plot = dict(
-                system=system, truth=truth, metrics=metrics,
-                true=jax.vmap(jax.vmap(system.invariant))(truth.xs),
+                mu=mu, truth=truth, metrics=metrics,
+                true=jax.vmap(jax.vmap(invariant))(truth.xs),
                 learned_meta=jax.vmap(jax.vmap(adapted.field(0).invariant))(truth.xs),
                 learned_ccn=jax.vmap(jax.vmap(ours.invariant))(truth.xs),
             )  # fmt: skip
@@ -152,7 +156,7 @@ def run_seed(seed, args, optimizer, bar):
         ),
         seconds=dict(meta_train_and_adapt=meta_seconds, per_system_train_and_eval=per_system_seconds),
         test_parameters=dict(
-            stiffness=np.asarray(test_sys.stiffness).tolist(), mass=np.asarray(test_sys.mass).tolist()
+            stiffness=np.asarray(test_mu[:, 1]).tolist(), mass=np.asarray(test_mu[:, 0]).tolist()
         ),
         _plot=plot,
     )  # fmt: skip
@@ -174,15 +178,15 @@ def plot_figure(plot, path):
     ):
         ax.scatter(true, np.asarray(plot[key][..., 0]).ravel(), s=3)
         ax.set(xlabel="true energy", ylabel="learned H", title=f"{title}: H vs truth")
-    s = plot["system"]
+    mass, stiffness = (float(v) for v in plot["mu"])
     style = dict(baseline="r--", concernet="b-.", meta_concernet="g-", meta_unadapted="m:")
     axes[2].plot(*np.asarray(truth.xs[0]).T, "k", lw=2, label="truth")
     for m, r in metrics.items():
         axes[2].plot(*np.asarray(r.rollouts[0]).T, style[m], label=METHODS[m].split(" (")[0])
         axes[3].plot(ts, np.asarray(r.violation_curve), style[m], label=METHODS[m])
     axes[2].set(
-        xlabel="q", ylabel="p", title=f"test system 0 (k={float(s.stiffness):.2f}, "
-        f"m={float(s.mass):.2f}): trajectory 0",
+        xlabel="q", ylabel="p", title=f"test system 0 (k={stiffness:.2f}, "
+        f"m={mass:.2f}): trajectory 0",
     )  # fmt: skip
     axes[3].set(xlabel="t", title="conservation violation |I(x̂_t) − I(x_0)|", yscale="log")
     axes[2].legend(fontsize=7)
@@ -193,6 +197,7 @@ def plot_figure(plot, path):
 
 
 def markdown(summary, args, command, seconds):
+    modulation = type(make_modulation(args.modulation)).__name__
     lines = [
         "# Meta-learned (modulated) ConCerNet vs per-system ConCerNet: spring family",
         "",
@@ -202,8 +207,8 @@ def markdown(summary, args, command, seconds):
         f"m ~ U{tuple(args.mass)}. Meta-training on {args.train_systems} systems × "
         f"{args.train_trajectories} trajectories (t in [0, 3], 30 points); "
         f"{args.test_systems} held-out systems with K = {args.support} support trajectories "
-        f"each. Meta-ConCerNet: {args.modulation} modulation of both the invariant network and "
-        f"the dynamics MLP (width 100, 2 hidden layers, tanh) by two latents of dim "
+        f"each. Meta-ConCerNet: {modulation} modulation ({args.modulation}) of both the "
+        f"invariant network and the dynamics MLP (width 100, 2 hidden layers, tanh) by two latents of dim "
         f"{args.latent_dim}, auto-decoded for {args.epochs} epochs per stage, then "
         f"{args.adapt_steps} Adam steps (lr {args.adapt_lr}) on the latents only. Per-system "
         f"baseline and ConCerNet: trained from scratch on the same K trajectories, "
@@ -240,9 +245,10 @@ def main(argv=None):
     parser.add_argument("--num-test", type=int, default=5, help="test ICs per held-out system")
     parser.add_argument(
         "--modulation",
-        choices=["shift", "rank_one", "full_weight"],
-        default="rank_one",
-        help="modulation of both networks",
+        choices=["shift", "fw", "ro"],
+        default="ro",
+        help="modulation of both networks (experiments.registry names: shift, fw = full "
+        "weight, ro = rank one)",
     )
     parser.add_argument("--latent-dim", type=int, default=4, help="size of each latent")
     parser.add_argument("--adapt-steps", type=int, default=100, help="latent Adam steps")
@@ -271,12 +277,13 @@ def main(argv=None):
     )
     start = time.perf_counter()
     optimizer = optax.adam(args.lr)  # one object: compiled steps are reused across seeds
+    adapt_optimizer = optax.adam(args.adapt_lr)  # the latents' (a fresh state per system)
     per_seed = (2 + 3 * args.test_systems) * args.epochs
     bar = tqdm(total=per_seed * len(seeds), unit="epoch", disable=args.no_progress)
     runs = []
     for seed in seeds:
         bar.set_description(f"seed {seed}")
-        runs.append(run_seed(seed, args, optimizer, bar))
+        runs.append(run_seed(seed, args, optimizer, adapt_optimizer, bar))
     bar.close()
     plot = runs[0].pop("_plot")
     for r in runs[1:]:

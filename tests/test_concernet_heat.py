@@ -94,7 +94,7 @@ def test_evaluate_latent_decodes_and_scores_in_the_original_space():
     heat = cn.HeatEquation(t1=0.2, num_times=6)
     truth = cn.make_trajectories(heat, 2, key=jax.random.key(0))
     ae = cn.Autoencoder(101, 9, key=jax.random.key(1))
-    m = cn.evaluate_latent(jnp.zeros_like, ae, heat, truth)
+    m = cn.evaluate_latent(jnp.zeros_like, ae, heat.invariant, truth)
     recon = jax.vmap(ae)(truth.xs[:, 0])
     assert m.rollouts.shape == truth.xs.shape
     assert jnp.allclose(m.rollouts, jnp.broadcast_to(recon[:, None], truth.xs.shape), atol=1e-5)
@@ -110,11 +110,11 @@ def test_argument_errors():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="`initial` must be 'pulse' or 'bumps', got initial='x'"):
         cn.HeatEquation(initial="x")
-    with pytest.raises(ValueError, match="`latent_dim` must be an int in \\[1, dim=101\\]"):
+    with pytest.raises(ValueError, match="`code_dim` must be an int in \\[1, dim=101\\]"):
         cn.Autoencoder(101, 0, key=key)
-    with pytest.raises(ValueError, match="latent_dim=-3"):
+    with pytest.raises(ValueError, match="code_dim=-3"):
         cn.Autoencoder(101, -3, key=key)
-    with pytest.raises(ValueError, match="latent_dim=102"):
+    with pytest.raises(ValueError, match="code_dim=102"):
         cn.Autoencoder(101, 102, key=key)
     with pytest.raises(ValueError, match="`dim` must be a positive int"):
         cn.Autoencoder(0, 1, key=key)
@@ -133,11 +133,14 @@ def test_argument_errors():
         cn.train_autoencoder(ae, wrong, optimizer=adam, epochs=1, batch_trajectories=1, key=key)
     with pytest.raises(ValueError, match="`xs` must have shape \\(traj, time, dim\\)"):
         cn.train_autoencoder(ae, jnp.zeros((4, 101)), optimizer=adam, epochs=1, key=key)
-    with pytest.raises(ValueError, match="`epochs` must be a positive int"):
+    with pytest.raises(ValueError, match="`epochs` must be >= 1, got epochs=0"):
         cn.train_autoencoder(ae, jnp.zeros((2, 3, 101)), optimizer=adam, epochs=0, key=key)
     truth = cn.Trajectories(xs=wrong, dxs=wrong, ts=jnp.linspace(0.0, 1.0, 3))
     with pytest.raises(ValueError, match="`truth.xs` must end in"):
-        cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation(), truth)
+        cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation().invariant, truth)
+    ok = cn.Trajectories(xs=jnp.zeros((2, 3, 101)), dxs=jnp.zeros((2, 3, 101)), ts=truth.ts)
+    with pytest.raises(TypeError, match="`invariant` must be the true invariant"):
+        cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation(), ok)  # a system, not its law
 
 
 @pytest.mark.parametrize(

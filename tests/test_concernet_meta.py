@@ -7,6 +7,7 @@ import json
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -16,8 +17,9 @@ from jaxmeta.modulation import FullWeight, LowRank, RankOne, Shift
 
 
 @functools.cache
-def _tiny(modulation="rank_one", *, dim=2, m=1, weight_scale=1e-1, seed=0):
+def _tiny(modulation=None, *, dim=2, m=1, weight_scale=1e-1, seed=0):
     # The CLI's widths: the eager initialisation ops compile once for the whole file.
+    modulation = RankOne() if modulation is None else modulation
     return cn.MetaConCerNet(
         dim, m, modulation=modulation, latent_dim=3, weight_scale=weight_scale,
         key=jax.random.key(seed),
@@ -27,8 +29,9 @@ def _tiny(modulation="rank_one", *, dim=2, m=1, weight_scale=1e-1, seed=0):
 def _family_data(key):
     """Two systems of two trajectories (the shapes of the CLI test: one compiled solve)."""
     k1, k2 = jax.random.split(key)
-    systems = cn.SpringFamily().sample(2, key=k1)
-    return systems, cn.family_trajectories(systems, 2, key=k2)
+    family = cn.SpringFamily()
+    mu = family.sample_params(k1, 2)
+    return family, mu, cn.family_trajectories(family, mu, 2, key=k2)
 
 
 @eqx.filter_jit
@@ -39,7 +42,7 @@ def _orthogonality(model, z_inv, z_dyn, x):
     return jnp.linalg.norm(f), jnp.abs(grads @ f), scale
 
 
-@pytest.mark.parametrize("modulation", ["shift", "rank_one"])
+@pytest.mark.parametrize("modulation", [Shift(), RankOne()])
 def test_modulated_projected_field_orthogonal_to_modulated_invariant_gradients(modulation):
     """For random base weights, random hypernetworks and random latents, the projected field
     is orthogonal to every ∇g_i(x; z) of the modulated invariant (eq. 6)."""
@@ -69,17 +72,16 @@ def test_zero_codes_and_zero_latents_give_the_unmodulated_networks():
 
 def test_vmapped_adaptation_equals_a_loop_and_changes_only_latents():
     k = jax.random.split(jax.random.key(1), 4)
-    _, data = _family_data(k[0])
+    _, _, data = _family_data(k[0])
     model = _tiny()
     z_inv, z_dyn = 0.1 * jax.random.normal(k[2], (2, 5, 3))
-    kw = dict(num_support=2, steps=5, lr=1e-2)
-    out = cn.adapt(model, z_inv, z_dyn, data.xs, data.dxs, **kw)
+    kw = dict(num_support=2, steps=5, optimizer=optax.adam(1e-2))  # one object: one compile
+    out = cn.adapt_meta_concernet(model, z_inv, z_dyn, data.xs, data.dxs, **kw)
     assert out.z_inv.shape == out.z_dyn.shape == (2, 3)
     assert out.losses_inv.shape == out.losses_dyn.shape == (2, 5)
     for i in range(2):  # system i alone (twice: the same shapes, no recompilation)
-        one = cn.adapt(
-            model, z_inv, z_dyn, data.xs[jnp.array([i, i])], data.dxs[jnp.array([i, i])], **kw
-        )
+        pair = jnp.array([i, i])
+        one = cn.adapt_meta_concernet(model, z_inv, z_dyn, data.xs[pair], data.dxs[pair], **kw)
         assert jnp.allclose(one.z_inv[0], out.z_inv[i], atol=1e-5)
         assert jnp.allclose(one.z_dyn[0], out.z_dyn[i], atol=1e-5)
     # Base networks and hypernetworks bit-identical; the latents moved from the mean.
@@ -91,7 +93,7 @@ def test_vmapped_adaptation_equals_a_loop_and_changes_only_latents():
 
 def test_training_loss_falls_on_a_tiny_family():
     k = jax.random.split(jax.random.key(2), 5)
-    _, data = _family_data(k[0])
+    _, _, data = _family_data(k[0])
     model = _tiny()
     adam = optax.adam(1e-2)
     common = dict(optimizer=adam, epochs=100, batch_trajectories=2, chunk=100)
@@ -105,37 +107,52 @@ def test_training_loss_falls_on_a_tiny_family():
     assert eqx.tree_equal(s2.model.invariant, s1.model.invariant)  # frozen
 
 
-def test_parametric_spring_defaults_are_the_spring_mass():
+def test_spring_family_at_the_spring_mass_parameters_is_the_spring_mass():
     x = jnp.array([0.4, -0.9])
-    spring, ours = cn.SpringMass(), cn.ParametricSpring()
-    assert jnp.allclose(spring.field(x), ours.field(x))
-    assert jnp.allclose(spring.invariant(x), ours.invariant(x))
-    systems, data = _family_data(jax.random.key(3))
-    assert data.xs.shape == (2, 2, 30, 2) and data.ts.shape == (2, 30)
+    spring, family = cn.SpringMass(), cn.SpringFamily()
+    mu = jnp.array([0.5, 2.0])  # (m, k)
+    assert jnp.allclose(spring.field(x), family.field(x, mu))
+    assert jnp.allclose(spring.invariant(x), family.invariant(x, mu))
+    _, mus, data = _family_data(jax.random.key(3))
+    assert mus.shape == (2, 2) and data.xs.shape == (2, 2, 30, 2) and data.ts.shape == (2, 30)
+    lo, hi = np.array(family.param_ranges).T  # rows of mu: (m, k) within their ranges
+    assert np.all((lo <= np.asarray(mus)) & (np.asarray(mus) <= hi))
     for i in range(2):  # each system's field is tangent to its own energy's level sets
-        system = cn.system_at(systems, i)
+        mu = mus[i]
         x = data.xs[i, 0, 3]
-        assert jnp.allclose(data.dxs[i, 0, 3], system.field(x))
-        assert jnp.abs(jax.grad(lambda y, s=system: s.invariant(y)[0])(x) @ system.field(x)) < 1e-5
-        assert jnp.allclose(system.invariant(x), system.invariant(data.xs[i, 0, 0]), rtol=1e-3)
+        assert jnp.allclose(data.dxs[i, 0, 3], family.field(x, mu))
+        grad = jax.grad(lambda y, mu=mu: family.invariant(y, mu)[0])(x)
+        assert jnp.abs(grad @ family.field(x, mu)) < 1e-5
+        h0 = family.invariant(data.xs[i, 0, 0], mu)
+        assert jnp.allclose(family.invariant(x, mu), h0, rtol=1e-3)
 
 
 def test_argument_errors():
     with pytest.raises(ValueError, match="latent_dim=0"):
-        cn.MetaConCerNet(2, 1, latent_dim=0, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="modulation='nope'"):
-        cn.MetaConCerNet(2, 1, modulation="nope", key=jax.random.key(0))
-    with pytest.raises(ValueError, match="num_systems=0"):
-        cn.SpringFamily().sample(0, key=jax.random.key(0))
+        cn.MetaConCerNet(2, 1, modulation=RankOne(), latent_dim=0, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="modulation='ro'"):  # names belong to the registry
+        cn.MetaConCerNet(2, 1, modulation="ro", key=jax.random.key(0))
+    family = cn.SpringFamily()
+    with pytest.raises(ValueError, match="n=0"):
+        family.sample_params(jax.random.key(0), 0)
     with pytest.raises(ValueError, match="stiffness"):
-        cn.ParametricSpring(stiffness=-1.0)
+        cn.SpringFamily(stiffness=(-1.0, 1.0))
+    with pytest.raises(ValueError, match="`mu` \\(rows \\(m, k\\)\\) must be positive"):
+        cn.family_trajectories(family, -jnp.ones((2, 2)), 2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="`mu` must have shape \\(systems, 2\\)"):
+        cn.family_trajectories(family, jnp.ones(2), 2, key=jax.random.key(0))
     model = _tiny()
     xs = jnp.ones((2, 4, 5, 2))
     z = jnp.zeros((3, 3))
+    adam = optax.adam(1e-2)
     with pytest.raises(ValueError, match=r"num_support=10"):
-        cn.adapt(model, z, z, xs, xs, num_support=10)
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=adam, num_support=10)
     with pytest.raises(ValueError, match=r"num_support=1"):
-        cn.adapt(model, z, z, xs, xs, num_support=1)
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=adam, num_support=1)
+    with pytest.raises(TypeError, match="`optimizer` must be an optax.GradientTransformation"):
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=1e-2)
+    with pytest.raises(ValueError, match="`train_z_dyn` must have shape"):
+        cn.adapt_meta_concernet(model, z, jnp.zeros((3, 2)), xs, xs, optimizer=adam)
     with pytest.raises(ValueError, match="`xs` must have shape"):
         cn.train_meta_invariant(
             model, jnp.ones((4, 5, 2)), optimizer=optax.adam(1e-3), epochs=1,
@@ -149,20 +166,40 @@ def test_argument_errors():
 
 
 def test_cli_end_to_end(tmp_path):
+    """Two seeds: every summary cell is the mean and population std of the per-seed values,
+    each per-seed value the mean over held-out systems, and different seeds give different
+    numbers (std > 0)."""
     argv = [
-        "--seeds", "0", "--epochs", "3", "--train-systems", "2", "--train-trajectories", "2",
+        "--seeds", "0,1", "--epochs", "3", "--train-systems", "2", "--train-trajectories", "2",
         "--test-systems", "2", "--support", "2", "--num-test", "2", "--adapt-steps", "2",
         "--eval-t1", "3", "--eval-points", "30", "--out", str(tmp_path), "--no-progress",
     ]  # fmt: skip
     concernet_meta.main(argv)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert len(results["runs"]) == 1
+    runs = results["runs"]
+    assert results["seeds"] == [0, 1] and len(runs) == 2
     for method in concernet_meta.METHODS:
         for metric in concernet_meta.METRICS:
+            per_seed = [r[f"{metric}_{method}"] for r in runs]
+            for r, value in zip(runs, per_seed):
+                systems = r["per_system_scores"][method][metric]
+                assert len(systems) == 2 and value == pytest.approx(np.mean(systems), rel=1e-12)
             mean, std = results["summary"][f"{metric}_{method}"]
-            assert jnp.isfinite(mean) and std == 0.0
-    assert "Meta-ConCerNet (adapted latents)" in (tmp_path / "table.md").read_text()
+            assert np.isfinite(mean) and std > 0, (method, metric)
+            assert mean == pytest.approx(np.mean(per_seed), rel=1e-12)
+            assert std == pytest.approx(np.std(per_seed), rel=1e-12)
+    assert runs[0]["test_parameters"] != runs[1]["test_parameters"]
+    table = (tmp_path / "table.md").read_text()
+    assert "Meta-ConCerNet (adapted latents)" in table
+    assert "RankOne modulation (ro)" in table  # the default flag, through experiments.registry
     assert (tmp_path / "meta_spring.png").stat().st_size > 0
+
+
+def test_cli_modulation_names_are_the_registrys(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        concernet_meta.main(["--modulation", "rank_one", "--out", str(tmp_path / "out")])
+    assert "invalid choice: 'rank_one'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("module", ["concernet", "concernet_meta"])

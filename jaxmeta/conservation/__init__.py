@@ -1,4 +1,5 @@
-"""ConCerNet: contrastively learned invariants imposed on learned dynamics by projection."""
+"""ConCerNet: contrastively learned invariants imposed on learned dynamics by projection, and
+Meta-ConCerNet, its modulated, meta-learned variant on a parametric family."""
 
 from ._autoencoder import (
     Autoencoder as Autoencoder,
@@ -13,15 +14,18 @@ from ._contrastive import (
     contrastive_loss_from_latents as contrastive_loss_from_latents,
     square_ratio_loss_from_latents as square_ratio_loss_from_latents,
 )
-from ._meta import (
-    MetaAdapted as MetaAdapted,
-    MetaConCerNet as MetaConCerNet,
-    MetaTrainResult as MetaTrainResult,
-    ParametricSpring as ParametricSpring,
-    SpringFamily as SpringFamily,
-    adapt as adapt,
-    family_trajectories as family_trajectories,
-    system_at as system_at,
+from ._evaluate import (
+    RolloutMetrics as RolloutMetrics,
+    evaluate as evaluate,
+    rk4_rollout as rk4_rollout,
+    score as score,
+)
+from ._family import SpringFamily as SpringFamily, family_trajectories as family_trajectories
+from ._fit import ConCerNetFit as ConCerNetFit
+from ._meta_adapt import MetaAdapted as MetaAdapted, adapt_meta_concernet as adapt_meta_concernet
+from ._meta_model import MetaConCerNet as MetaConCerNet
+from ._meta_train import (
+    MetaConCerNetFit as MetaConCerNetFit,
     train_meta_dynamics as train_meta_dynamics,
     train_meta_invariant as train_meta_invariant,
 )
@@ -41,11 +45,7 @@ from ._systems import (
     make_trajectories as make_trajectories,
 )
 from ._train import (
-    RolloutMetrics as RolloutMetrics,
-    TrainResult as TrainResult,
-    evaluate as evaluate,
     field_only as field_only,
-    rollout as rollout,
     train_dynamics as train_dynamics,
     train_invariant as train_invariant,
 )

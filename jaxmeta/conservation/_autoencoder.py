@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._systems import AbstractConservedSystem, Trajectories
-from ._train import RolloutMetrics, TrainResult, _fit, _rollouts, score
+from ._evaluate import Invariant, RolloutMetrics, check_invariant, rk4_rollouts, score
+from ._fit import ConCerNetFit, fit_minibatches
+from ._systems import Trajectories
 
 
 class _TanhStack(eqx.Module):
@@ -32,8 +33,8 @@ class _TanhStack(eqx.Module):
 
 
 class Autoencoder(eqx.Module):
-    """The autoencoder pair ``(E_θE, D_θD)`` of ConCerNet §4.3: ``E: R^dim → R^latent``,
-    ``D: R^latent → R^dim``, MLPs with tanh.
+    """The autoencoder pair ``(E_θE, D_θD)`` of ConCerNet §4.3: ``E: R^dim → R^code``,
+    ``D: R^code → R^dim``, MLPs with tanh (the code is the "latent" state of eq. 9–10).
 
     The default hidden widths ``(32, 16)`` (decoder mirrored: ``(16, 32)``) are those of the
     authors' ``AE1D`` model (their heat-equation script: ``dim = 101``, ``latent = 9``).
@@ -41,7 +42,7 @@ class Autoencoder(eqx.Module):
     **Arguments:**
 
     - `dim`: state dimension.
-    - `latent_dim`: latent dimension, in ``[1, dim]``.
+    - `code_dim`: dimension of the code ``z = E(x)``, in ``[1, dim]`` (the paper: 9).
     - `widths`: hidden widths of the encoder, outermost first; the decoder uses them reversed.
     - `dtype`: parameter dtype; ``None`` follows JAX's default float.
     - `key`: PRNG key of the initialisation.
@@ -50,12 +51,12 @@ class Autoencoder(eqx.Module):
     encoder: _TanhStack
     decoder: _TanhStack
     dim: int = eqx.field(static=True)
-    latent_dim: int = eqx.field(static=True)
+    code_dim: int = eqx.field(static=True)
 
     def __init__(
         self,
         dim: int,
-        latent_dim: int,
+        code_dim: int,
         *,
         widths: Sequence[int] = (32, 16),
         dtype=None,
@@ -63,25 +64,25 @@ class Autoencoder(eqx.Module):
     ):
         if not (isinstance(dim, int) and dim >= 1):
             raise ValueError(f"`dim` must be a positive int, got dim={dim!r}.")
-        if not (isinstance(latent_dim, int) and 1 <= latent_dim <= dim):
+        if not (isinstance(code_dim, int) and 1 <= code_dim <= dim):
             raise ValueError(
-                f"`latent_dim` must be an int in [1, dim={dim}], got latent_dim={latent_dim!r}."
+                f"`code_dim` must be an int in [1, dim={dim}], got code_dim={code_dim!r}."
             )
         widths = tuple(widths)
         if not all(isinstance(w, int) and w >= 1 for w in widths):
             raise ValueError(f"`widths` must be positive ints, got widths={widths!r}.")
         k_e, k_d = jax.random.split(key)
-        self.encoder = _TanhStack((dim, *widths, latent_dim), dtype=dtype, key=k_e)
-        self.decoder = _TanhStack((latent_dim, *widths[::-1], dim), dtype=dtype, key=k_d)
+        self.encoder = _TanhStack((dim, *widths, code_dim), dtype=dtype, key=k_e)
+        self.decoder = _TanhStack((code_dim, *widths[::-1], dim), dtype=dtype, key=k_d)
         self.dim = dim
-        self.latent_dim = latent_dim
+        self.code_dim = code_dim
 
-    def encode(self, x: Float[Array, " dim"]) -> Float[Array, " latent"]:
+    def encode(self, x: Float[Array, " dim"]) -> Float[Array, " code"]:
         """``z = E(x)`` of one state (eq. 9)."""
         return self.encoder(x)
 
-    def decode(self, z: Float[Array, " latent"]) -> Float[Array, " dim"]:
-        """``x̂ = D(z)`` of one latent state."""
+    def decode(self, z: Float[Array, " code"]) -> Float[Array, " dim"]:
+        """``x̂ = D(z)`` of one code."""
         return self.decoder(z)
 
     def __call__(self, x: Float[Array, " dim"]) -> Float[Array, " dim"]:
@@ -115,39 +116,31 @@ def train_autoencoder(
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
     key: PRNGKeyArray,
-) -> TrainResult:
+) -> ConCerNetFit:
     """Fit ``ae`` by the reconstruction MSE on minibatches of ``batch_trajectories`` whole
     trajectories (pass ``xs.reshape(-1, 1, dim)`` for minibatches of single points).
 
-    Same loop as `train_invariant`/`train_dynamics`: epochs inside `jax.lax.scan`, ``chunk``
-    epochs per jitted call, ``progress(n)`` after each chunk. Returns the trained autoencoder
-    and the mean minibatch loss of each epoch.
+    Same loop as `train_invariant`/`train_dynamics` (`fit_minibatches`: epochs inside
+    `jax.lax.scan`, ``chunk`` epochs per jitted call, ``progress(n)`` after each chunk, one key
+    per epoch). Returns the trained autoencoder and the mean minibatch loss of each epoch.
     """
     _check_states(ae, "xs", xs)
     if xs.ndim != 3:
         raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
-    return _fit(
-        ae,
-        _reconstruction_objective,
-        xs,
-        optimizer=optimizer,
-        epochs=epochs,
-        batch=batch_trajectories,
-        trainable=None,
-        progress=progress,
-        chunk=chunk,
-        key=key,
-    )
+    return fit_minibatches(
+        ae, _reconstruction_objective, xs, optimizer=optimizer, epochs=epochs,
+        batch_trajectories=batch_trajectories, progress=progress, chunk=chunk, key=key,
+    )  # fmt: skip
 
 
 @eqx.filter_jit
 def to_latent(
     ae: Autoencoder, xs: Float[Array, "*batch dim"], dxs: Float[Array, "*batch dim"]
-) -> tuple[Float[Array, "*batch latent"], Float[Array, "*batch latent"]]:
+) -> tuple[Float[Array, "*batch code"], Float[Array, "*batch code"]]:
     """Map states and their time derivatives to the latent space (eq. 9–10):
     ``z = E(x)`` and ``ż = (∂E/∂x)(x) ẋ``, the chain rule as one Jacobian-vector product.
 
-    **Returns:** ``(z, ż)``, each of shape ``(*batch, latent_dim)``.
+    **Returns:** ``(z, ż)``, each of shape ``(*batch, code_dim)``.
     """
     _check_states(ae, "xs", xs)
     if dxs.shape != xs.shape:
@@ -157,24 +150,26 @@ def to_latent(
     flat_x, flat_dx = xs.reshape(-1, ae.dim), dxs.reshape(-1, ae.dim)
     z, dz = jax.vmap(lambda x, dx: jax.jvp(ae.encode, (x,), (dx,)))(flat_x, flat_dx)
     lead = xs.shape[:-1]
-    return z.reshape(*lead, ae.latent_dim), dz.reshape(*lead, ae.latent_dim)
+    return z.reshape(*lead, ae.code_dim), dz.reshape(*lead, ae.code_dim)
 
 
 def evaluate_latent(
-    field: Callable[[Float[Array, " latent"]], Float[Array, " latent"]],
+    field: Callable[[Float[Array, " code"]], Float[Array, " code"]],
     ae: Autoencoder,
-    system: AbstractConservedSystem,
+    invariant: Invariant,
     truth: Trajectories,
     *,
     substeps: int = 1,
 ) -> RolloutMetrics:
     """Table-1 metrics of a latent model, in the original space (as the authors'
     ``eval_ae``): roll ``field`` out by RK4 from ``z_0 = E(x_0)`` of each true trajectory,
-    decode ``x̂_t = D(ẑ_t)`` and score ``x̂`` against ``truth`` with the system's TRUE
-    invariants — the same metrics as `evaluate`. The autoencoder's reconstruction error
-    enters both metrics from ``t = 0`` on (the paper's "initial conservation violation").
+    decode ``x̂_t = D(ẑ_t)`` and score ``x̂`` against ``truth`` with the TRUE invariant
+    ``invariant`` of a state (``system.invariant``) — the same metrics as `evaluate`. The
+    autoencoder's reconstruction error enters both metrics from ``t = 0`` on (the paper's
+    "initial conservation violation").
     """
     _check_states(ae, "truth.xs", truth.xs)
+    check_invariant(invariant)
     z0 = jax.vmap(ae.encode)(truth.xs[:, 0])
-    pred = jax.vmap(jax.vmap(ae.decode))(_rollouts(field, z0, truth.ts, substeps))
-    return score(pred, system, truth)
+    pred = jax.vmap(jax.vmap(ae.decode))(rk4_rollouts(field, z0, truth.ts, substeps))
+    return score(pred, invariant, truth)

@@ -3,6 +3,7 @@ and trajectory data with exact derivatives."""
 
 import abc
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import diffrax
@@ -14,8 +15,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..data import simulate
 
 
-def _float(dtype):
-    """``dtype``, or JAX's default float when ``None``."""
+def float_dtype(dtype):
+    """``dtype``, or JAX's default float when ``None`` (shared by the subpackage's samplers)."""
     return jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
 
 
@@ -24,7 +25,8 @@ class AbstractConservedSystem(eqx.Module):
 
     Carries what a ConCerNet experiment needs: the field, the true invariants (for the
     conservation-violation metric), an initial-state sampler, the time grid, the number of
-    training trajectories and the latent dimension ``m`` given to the invariant network.
+    training trajectories and the number ``m`` of invariants the invariant network learns
+    (`num_invariants`).
     Methods act on one state; batch with ``jax.vmap``.
     """
 
@@ -33,7 +35,7 @@ class AbstractConservedSystem(eqx.Module):
     t1: eqx.AbstractVar[float]
     num_times: eqx.AbstractVar[int]
     num_trajectories: eqx.AbstractVar[int]
-    latent_dim: eqx.AbstractVar[int]
+    num_invariants: eqx.AbstractVar[int]
     # Tolerance of an adaptive reference solve; None: RK4 stepping exactly on the time grid.
     rtol: eqx.AbstractVar[float | None]
 
@@ -44,10 +46,10 @@ class AbstractConservedSystem(eqx.Module):
             raise ValueError(f"`num_times` must be >= 3, got {self.num_times!r}.")
         if self.num_trajectories < 2:
             raise ValueError(f"`num_trajectories` must be >= 2, got {self.num_trajectories!r}.")
-        if not 1 <= self.latent_dim <= self.state_dim:
+        if not 1 <= self.num_invariants <= self.state_dim:
             raise ValueError(
-                f"`latent_dim` must lie in [1, state_dim={self.state_dim}], "
-                f"got {self.latent_dim!r}."
+                f"`num_invariants` must lie in [1, state_dim={self.state_dim}], "
+                f"got num_invariants={self.num_invariants!r}."
             )
 
     @abc.abstractmethod
@@ -82,7 +84,7 @@ class SpringMass(AbstractConservedSystem):
     t1: float = 3.0
     num_times: int = 30
     num_trajectories: int = 50
-    latent_dim: int = 1
+    num_invariants: int = 1
     rtol: float | None = None
     name: ClassVar[str] = "spring"
     state_dim: ClassVar[int] = 2
@@ -94,7 +96,7 @@ class SpringMass(AbstractConservedSystem):
         return jnp.stack([x[0] ** 2 + x[1] ** 2])
 
     def sample_initial_state(self, key, dtype=None):
-        return ring_state(key, _float(dtype))
+        return ring_state(key, float_dtype(dtype))
 
 
 class ChemicalKinetics(AbstractConservedSystem):
@@ -108,7 +110,7 @@ class ChemicalKinetics(AbstractConservedSystem):
     t1: float = 3.0
     num_times: int = 30
     num_trajectories: int = 50
-    latent_dim: int = 1
+    num_invariants: int = 1
     rtol: float | None = None
     name: ClassVar[str] = "chemical"
     state_dim: ClassVar[int] = 2
@@ -121,7 +123,7 @@ class ChemicalKinetics(AbstractConservedSystem):
         return jnp.stack([x[0] + x[1]])
 
     def sample_initial_state(self, key, dtype=None):
-        dtype = _float(dtype)
+        dtype = float_dtype(dtype)
         return jax.random.uniform(key, (2,), dtype)
 
 
@@ -136,7 +138,7 @@ class KeplerOrbit(AbstractConservedSystem):
     t1: float = 10.0
     num_times: int = 100
     num_trajectories: int = 50
-    latent_dim: int = 2
+    num_invariants: int = 2
     rtol: float | None = 1e-6
     name: ClassVar[str] = "kepler"
     state_dim: ClassVar[int] = 4
@@ -151,7 +153,7 @@ class KeplerOrbit(AbstractConservedSystem):
         return jnp.stack([energy, q[0] * v[1] - q[1] * v[0]])
 
     def sample_initial_state(self, key, dtype=None):
-        dtype = _float(dtype)
+        dtype = float_dtype(dtype)
         k_r, k_a, k_e = jax.random.split(key, 3)
         r = jax.random.uniform(k_r, (), dtype, minval=0.1, maxval=1.0)
         a = jax.random.uniform(k_a, (), dtype, minval=0.0, maxval=2 * math.pi)
@@ -186,7 +188,7 @@ class HeatEquation(AbstractConservedSystem):
     t1: float = 10.0
     num_times: int = 100
     num_trajectories: int = 100
-    latent_dim: int = 1
+    num_invariants: int = 1
     rtol: float | None = 1e-5
     name: ClassVar[str] = "heat"
     state_dim: ClassVar[int] = 101
@@ -205,7 +207,7 @@ class HeatEquation(AbstractConservedSystem):
         return jnp.sum(x, keepdims=True)
 
     def sample_initial_state(self, key, dtype=None):
-        dtype = _float(dtype)
+        dtype = float_dtype(dtype)
         y = jnp.linspace(-5.0, 5.0, self.num_nodes, dtype=dtype)
         if self.initial == "pulse":
             k_c, k_s = jax.random.split(key)
@@ -236,10 +238,22 @@ def make_trajectories(
     if not (isinstance(num, int) and num >= 1):
         raise ValueError(f"`num` must be a positive int, got num={num!r}.")
     x0 = jax.vmap(lambda k: system.sample_initial_state(k, dtype))(jax.random.split(key, num))
-    ts = system.times(x0.dtype)
+    return solve_trajectories(system.field, x0, system.times(x0.dtype), rtol=system.rtol)
+
+
+def solve_trajectories(
+    field: Callable[[Float[Array, " dim"]], Float[Array, " dim"]],
+    x0s: Float[Array, "traj dim"],
+    ts: Float[Array, " time"],
+    *,
+    rtol: float | None = None,
+) -> Trajectories:
+    """Trajectories of ``field`` from each of ``x0s`` saved on ``ts``, with their exact
+    derivatives: RK4 stepping on the grid (``rtol=None``) or an adaptive Tsit5 solve
+    (``atol = rtol / 100``). The one solve of `make_trajectories` and `family_trajectories`."""
     tol = {}
-    if system.rtol is not None:  # RK4 has no error estimate: adaptive solves need Tsit5
-        tol = {"solver": diffrax.Tsit5(), "rtol": system.rtol, "atol": system.rtol * 1e-2}
-    xs = jax.vmap(lambda x: simulate(system.field, x, ts, **tol))(x0)
-    dxs = jax.vmap(jax.vmap(system.field))(xs)
+    if rtol is not None:  # RK4 has no error estimate: adaptive solves need Tsit5
+        tol = {"solver": diffrax.Tsit5(), "rtol": rtol, "atol": rtol * 1e-2}
+    xs = jax.vmap(lambda x: simulate(field, x, ts, **tol))(x0s)
+    dxs = jax.vmap(jax.vmap(field))(xs)
     return Trajectories(xs=xs, dxs=dxs, ts=ts)
