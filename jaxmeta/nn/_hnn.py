@@ -11,10 +11,6 @@ from .._checks import check_int
 from ..systems import canonical_poisson, symplectic_gradient
 from ._grad import check_grad_mode, energy_gradient
 
-# jaxmeta/conservation/_meta.py still imports `check_size` from here; delete this alias once it
-# imports `check_int` from jaxmeta._checks.
-check_size = check_int
-
 
 def check_state(x, size: int) -> None:
     """Raise a `ValueError` unless `x` is one state of shape ``(size,)``."""
