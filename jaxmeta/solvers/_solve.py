@@ -6,6 +6,7 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import check_int
 from ._rk4 import RK4
 
 
@@ -41,8 +42,7 @@ def solve_at(
     ``rtol`` and ``atol``: an adaptive `diffrax.PIDController` solve, default `diffrax.Tsit5`;
     a solver without an error estimate (RK4) is refused there.
     """
-    if not isinstance(substeps, int) or substeps < 1:
-        raise ValueError(f"`substeps` must be an int >= 1, got substeps={substeps!r}.")
+    check_int("substeps", substeps)
     if (rtol is None) != (atol is None):
         raise ValueError(f"Give both `rtol` and `atol` or neither, got {rtol=}, {atol=}.")
     adaptive = rtol is not None

@@ -26,6 +26,8 @@ import jax
 from equinox.internal import ω
 from jaxtyping import ArrayLike, Float, PyTree
 
+from .._checks import check_int
+
 _Y: TypeAlias = PyTree[Float[ArrayLike, "?*y"]]
 _Pair: TypeAlias = tuple[_Y, _Y]
 _Terms: TypeAlias = tuple[diffrax.AbstractTerm, diffrax.AbstractTerm]
@@ -148,10 +150,7 @@ class ImplicitMidpoint(diffrax.AbstractSolver):
     )
 
     def __check_init__(self):
-        if not isinstance(self.num_iterations, int) or self.num_iterations < 1:
-            raise ValueError(
-                f"`num_iterations` must be a positive integer, got {self.num_iterations!r}."
-            )
+        check_int("num_iterations", self.num_iterations)
 
     def order(self, terms):
         del terms
