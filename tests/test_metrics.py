@@ -1,5 +1,5 @@
 """Metrics: zero (SSIM one) for the exact model, positive for a perturbed one, one for a zero
-model, shapes, errors.
+model (SSIM near zero for a zero or random field), shapes, errors.
 
 The "exact model" is a benchmark system at fixed ``μ`` wrapped as a model.
 """
@@ -175,17 +175,35 @@ def test_field_error_bad_inputs():
         field_values(None, mesh)
 
 
-def test_field_ssim():
-    system, mu, mesh = _spring_setup()
+@pytest.mark.parametrize("points", [20, 100])  # 100: the paper's mesh for mass-spring
+def test_field_ssim_discriminates(points):
+    system, mu, mesh = _spring_setup(points)
+    shape = (points, points)
     true = field_values(lambda x: system.vector_field(x, mu), mesh)
     close = field_values(SystemModel(system, 1.05 * mu), mesh)
     far = field_values(SystemModel(Pendulum(), mu), mesh)
-    ssim_exact = field_ssim(true, true, (20, 20))
-    ssim_close = field_ssim(close, true, (20, 20))
-    ssim_far = field_ssim(far, true, (20, 20))
+    noise = jnp.std(true, axis=0)[None] * jax.random.normal(jax.random.key(1), true.shape)
+    ssim_exact = field_ssim(true, true, shape)
     assert ssim_exact.shape == ()
     np.testing.assert_allclose(ssim_exact, 1.0, atol=1e-5)
-    assert 1.0 - 1e-4 > float(ssim_close) > float(ssim_far)
+    # A zero field (the zero-velocity model) or a random one of the true field's scale scores
+    # near 0; a slightly perturbed field lies strictly between that and the truth.
+    assert abs(float(field_ssim(jnp.zeros_like(true), true, shape))) < 0.1
+    assert abs(float(field_ssim(noise, true, shape))) < 0.1
+    ssim_close = float(field_ssim(close, true, shape))
+    assert 1.0 - 1e-4 > ssim_close > 0.5
+    assert ssim_close > float(field_ssim(far, true, shape))
+    # Each channel is scaled by its own true range: rescaling a channel of both fields (a
+    # change of units) leaves SSIM unchanged.
+    units = jnp.array([[7.0, 1.0]])
+    np.testing.assert_allclose(
+        field_ssim(units * close, units * true, shape), ssim_close, rtol=1e-5
+    )
+
+
+def test_field_ssim_bad_inputs():
+    system, mu, mesh = _spring_setup()
+    true = field_values(lambda x: system.vector_field(x, mu), mesh)
     with pytest.raises(ValueError, match="points, channels"):
         field_ssim(true[:-1], true, (20, 20))
     with pytest.raises(ValueError, match="has 399 points"):
@@ -194,6 +212,8 @@ def test_field_ssim():
         field_ssim(true, true, (4, 10, 10))
     with pytest.raises(ValueError, match="at least 11"):
         field_ssim(true, true, (40, 10))
+    with pytest.raises(ValueError, match="`floor` must be positive"):
+        field_ssim(true, true, (20, 20), floor=0.0)
 
 
 def test_energy_drift():
