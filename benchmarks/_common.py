@@ -15,16 +15,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jaxmeta import data, meta, modulation, nn, systems
+from jaxmeta import data, meta, nn, systems
+
+# The method registry lives with the experiments (the one place names become objects); the
+# scripts here run as ``python benchmarks/<script>.py``, so the repository root joins the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from experiments.registry import METHODS as METHODS, make_learner as make_learner  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("scratch", "maml", "reptile", "anil", "shift", "fw", "ro", "mr")
-MODULATIONS = {
-    "shift": modulation.Shift,
-    "fw": modulation.FullWeight,
-    "ro": modulation.RankOne,
-    "mr": lambda: modulation.MultiRank(rank=5),
-}
 
 
 def environment() -> dict:
@@ -42,16 +40,6 @@ def environment() -> dict:
     print(f"jax {env['jax']} | device {env['device']} ({env['device_kind']}) | "
           f"{env['cpu_count']} CPUs | load average {env['loadavg_start']}", flush=True)  # fmt: skip
     return env
-
-
-def make_learner(name: str, *, tasks: int = 5, latent: int = 10, inner_steps: int = 3):
-    """Method name -> learner, configured as ``experiments/run.py``'s ``make_learner``."""
-    common = dict(inner_steps=inner_steps, adapt_steps=100, tasks_per_step=tasks)
-    if name in MODULATIONS:
-        return meta.AutoDecoding(MODULATIONS[name](), latent_dim=latent, **common)
-    classes = {"maml": meta.MAML, "reptile": meta.Reptile, "anil": meta.ANIL}
-    classes["scratch"] = meta.Scratch
-    return classes[name](**common)
 
 
 def model_factory(width: int = 100, depth: int = 4):

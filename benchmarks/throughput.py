@@ -83,8 +83,8 @@ def main():
             if args.sweep == "latent" and method in ("maml", "reptile", "anil"):
                 continue
             tasks = value if args.sweep == "tasks" else 5
-            learner = make_learner(method, tasks=tasks,
-                                   latent=value if args.sweep == "latent" else 10)  # fmt: skip
+            learner = make_learner(method, tasks_per_step=tasks,
+                                   latent_dim=value if args.sweep == "latent" else 10)  # fmt: skip
             make_model = model_factory(width=value if args.sweep == "width" else 100)
             xs, dxs = data[value if args.sweep == "shots" else 10]
             if tasks > xs.shape[0]:  # tile the training functions

@@ -83,7 +83,7 @@ def main():
     (xs_all, dxs_all), _ = pendulum_support(10)
     rows = []
     for tasks in map(int, args.tasks.split(",")):
-        learner = make_learner("maml", tasks=tasks)
+        learner = make_learner("maml", tasks_per_step=tasks)
         state = learner.init(model_factory(), xs_all.shape[0], key=jax.random.key(0))
         dyn, static = split_state(state)
         xs, dxs = xs_all[:tasks], dxs_all[:tasks]

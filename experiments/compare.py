@@ -16,7 +16,8 @@ from pathlib import Path
 
 from jaxmeta.systems import SYSTEMS
 
-from .paper import METHODS, paper_value
+from .paper import paper_value
+from .registry import METHODS
 
 _METRICS = ("trajectory_error", "field_error", "ssim", "rollout_error")  # spec §5
 

@@ -4,9 +4,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jaxmeta import metrics
+from jaxmeta import metrics, rollout, symplectic_rollout
 from jaxmeta.data import TaskSet
-from jaxmeta.rollout import rollout, symplectic_rollout
 from jaxmeta.systems import AbstractHamiltonianSystem, AbstractSystem
 
 # Steps per save interval of the rollouts that score a model's own energy (and entropy): the

@@ -6,7 +6,7 @@ SSIM. Tables 7-8 (K = 10 column): field and trajectory error for DNO and TGC. Ta
 ``paper_value(..., latent_init="zero")``.
 """
 
-METHODS = ("scratch", "maml", "reptile", "anil", "shift", "fw", "ro", "mr")
+from .registry import METHODS as METHODS
 
 _T1 = {  # mass-spring, pendulum, duffing, kepler
     "scratch": (0.750, 0.839, 0.821, 0.497),

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxmeta.rollout import rollout  # noqa: E402
+from jaxmeta import rollout  # noqa: E402
 
 
 def _plane(system, n=25):

@@ -64,7 +64,7 @@ def test_cli_more_shots_than_default_and_system_overrides(tmp_path):
     default = run.load_dataset(system, None, 0, tmp_path)
     assert fewer.train.xs.shape[1] == 3
     assert (fewer.train.xs == default.train.xs[:, :3]).all()
-    header = run.table_header(args, run.PRESETS["quick"], 12)
+    header = run.table_header(args, 12)
     assert "K = 12" in header and "latent init zero" in header and "t1 = 0.3" in header
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from jaxmeta.nn import GNN, HNN
-from jaxmeta.systems import degeneracy_residuals, generic_field
+from jaxmeta.systems import generic_degeneracy, generic_field
 
 SMALL = dict(width=12, depth=2)
 seeds = st.integers(0, 2**31 - 1)
@@ -31,7 +31,7 @@ def gnn_checks(model, x):
     grad_e = jax.grad(model.energy)(x)
     grad_s = jax.grad(model.entropy)(x)
     f = model(x)
-    res_ls, res_me = degeneracy_residuals(
+    res_ls, res_me = generic_degeneracy(
         model.energy, model.entropy, model.poisson, model.friction, x
     )
     return dict(

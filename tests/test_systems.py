@@ -80,7 +80,7 @@ def test_generic_structure(system, key):
         np.testing.assert_allclose(M, jnp.swapaxes(M, 1, 2), atol=1e-14)
         eig = jnp.linalg.eigvalsh(M)
         assert bool(jnp.all(eig >= -1e-12 * jnp.max(jnp.abs(eig))))
-        ls, me = jax.vmap(system.degeneracy_residuals)(x, mu)
+        ls, me = jax.vmap(system.degeneracy)(x, mu)
         assert float(ls.max()) < 1e-10 and float(me.max()) < 1e-10
         assert bool(jnp.all(jax.vmap(system.entropy_rate)(x, mu) >= 0))
         de = jax.vmap(lambda y, m: jax.grad(system.energy)(y, m) @ system.vector_field(y, m))

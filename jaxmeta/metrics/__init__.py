@@ -11,7 +11,7 @@ from ._field import (
     field_ssim as field_ssim,
     field_values as field_values,
 )
-from ._rollout import (
+from ._rollout_error import (
     rollout_error as rollout_error,
     rollout_errors as rollout_errors,
 )

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..systems import degeneracy_residuals as _degeneracy_residuals
+from ..systems import generic_degeneracy
 
 State = Float[Array, " dim"]
 Scalar = Float[Array, ""]
@@ -103,4 +103,4 @@ def degeneracy_residuals(
     names = ("energy", "entropy", "poisson", "friction")
     _require(model, names, "GENERIC")
     parts = tuple(getattr(model, n) for n in names)
-    return jax.vmap(lambda x: _degeneracy_residuals(*parts, x))(xs)
+    return jax.vmap(lambda x: generic_degeneracy(*parts, x))(xs)

@@ -18,8 +18,8 @@ from ._hamiltonian import (
 from ._registry import SYSTEMS as SYSTEMS, get_system as get_system
 from ._structure import (
     canonical_poisson as canonical_poisson,
-    degeneracy_residuals as degeneracy_residuals,
     energy_rate as energy_rate,
+    generic_degeneracy as generic_degeneracy,
     generic_field as generic_field,
     symplectic_gradient as symplectic_gradient,
 )

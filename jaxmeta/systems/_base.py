@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._structure import degeneracy_residuals, generic_field, symplectic_gradient
+from ._structure import generic_degeneracy, generic_field, symplectic_gradient
 
 Range = tuple[float, float]
 
@@ -194,9 +194,9 @@ class AbstractGenericSystem(AbstractSystem):
     def vector_field(self, x, mu):
         return generic_field(*self._parts(mu), x)
 
-    def degeneracy_residuals(self, x, mu):
+    def degeneracy(self, x, mu):
         """``(|L∇S|, |M∇E|)`` at ``x``; both are zero for a consistent system."""
-        return degeneracy_residuals(*self._parts(mu), x)
+        return generic_degeneracy(*self._parts(mu), x)
 
     def entropy_rate(self, x, mu):
         """``dS/dt = ∇S · f(x)``, which GENERIC makes non-negative."""

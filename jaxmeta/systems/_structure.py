@@ -58,7 +58,7 @@ def generic_field(
     return poisson(x) @ jax.grad(energy)(x) + friction(x) @ jax.grad(entropy)(x)
 
 
-def degeneracy_residuals(
+def generic_degeneracy(
     energy: Callable[[State], Scalar],
     entropy: Callable[[State], Scalar],
     poisson: Callable[[State], Float[Array, "dim dim"]],

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..rollout import rollout
+from .._rollout import rollout
 
 State = Float[Array, " dim"]
 
@@ -35,7 +35,7 @@ def rollout_error(
     """Relative ℓ2 error of the model's rollout against one true trajectory (spec §5, "rollout
     error", beyond the paper).
 
-    The model is rolled out from ``xs_true[0]`` with `jaxmeta.rollout.rollout` and the error
+    The model is rolled out from ``xs_true[0]`` with `jaxmeta.rollout` and the error
     is taken over the whole trajectory at once (Frobenius norms over time and state)::
 
         ‖x̂ − x‖ / ‖x‖.
@@ -49,7 +49,7 @@ def rollout_error(
     - `model`: the learned vector field ``model(x) -> dx/dt``.
     - `xs_true`: the true trajectory, shape ``(time, dim)``.
     - `ts`: its times, shape ``(time,)``.
-    - `solver`, `rtol`, `atol`: passed to `jaxmeta.rollout.rollout` (default RK4 stepping
+    - `solver`, `rtol`, `atol`: passed to `jaxmeta.rollout` (default RK4 stepping
       from one save time to the next, the data generator's integrator).
 
     **Returns:** a scalar.

@@ -1,0 +1,157 @@
+"""The run configuration of ``experiments.run``: one frozen value, built from the command line
+in one function (`parse_args`) and passed to every worker."""
+
+import argparse
+import ast
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from jaxmeta import systems
+
+from .registry import METHODS
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Budgets and sizes; ``paper`` is the paper's (App. F), ``quick`` fits a laptop CPU."""
+
+    width: int
+    depth: int
+    epochs: int
+    val_every: int
+    inner_steps: int
+    mesh_points_3d: int | None  # coarser field-error mesh for DNO/TGC (None: the system's)
+
+
+PRESETS = {
+    "quick": Preset(width=32, depth=2, epochs=150, val_every=50, inner_steps=3, mesh_points_3d=12),
+    "paper": Preset(width=100, depth=4, epochs=10_000, val_every=1, inner_steps=3,
+                    mesh_points_3d=None),
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run of ``experiments.run`` depends on (flags resolved against the preset).
+
+    ``overrides`` are the ``--set`` system fields as ``(field, value)`` pairs (frozen); `set`
+    gives them as a dict.
+    """
+
+    system: str = "pendulum"
+    methods: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (0,)
+    shots: int | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+    preset: str = "quick"
+    epochs: int = PRESETS["quick"].epochs
+    val_every: int = PRESETS["quick"].val_every
+    latent_init: str = "mean"
+    data_seed: int = 0
+    out: Path = Path("runs/pendulum")
+    devices: int | None = None
+    progress: bool = True
+
+    @property
+    def budget(self) -> Preset:
+        """The preset's sizes (width, depth, inner steps, 3-D mesh)."""
+        return PRESETS[self.preset]
+
+    @property
+    def set(self) -> dict:
+        return dict(self.overrides)
+
+    def to_json(self) -> dict:
+        """The configuration as stored in ``results.json`` (with the preset's values)."""
+        record = dataclasses.asdict(self)
+        del record["overrides"]
+        return json.loads(json.dumps({
+            **record, "methods": list(self.methods), "seeds": list(self.seeds), "set": self.set,
+            "out": str(self.out), "preset_values": dataclasses.asdict(self.budget),
+        }))  # fmt: skip
+
+
+def _parse_list(text: str, valid, what: str, cast=str) -> list:
+    items = [cast(t.strip()) for t in text.split(",") if t.strip()]
+    bad = [t for t in items if valid is not None and t not in valid]
+    if not items or bad:
+        raise SystemExit(
+            f"error: unknown {what} {bad or text!r}; valid: {', '.join(map(str, valid))}"
+        )
+    return items
+
+
+def _parse_overrides(parser, system_name: str, items: list[str]) -> dict:
+    """``["field=literal", ...]`` -> ``{field: value}``, checked against the system's fields."""
+    fields = [f.name for f in dataclasses.fields(systems.SYSTEMS[system_name])]
+    overrides = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in fields:
+            parser.error(f"--set {item!r}: expected FIELD=VALUE with FIELD one of: "
+                         f"{', '.join(fields)}")  # fmt: skip
+        try:
+            overrides[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            parser.error(f"--set {item!r}: {text.strip()!r} is not a Python literal")
+    return overrides
+
+
+def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
+    """Command line -> `RunConfig` (argparse errors name the flag and the bad value)."""
+    p = argparse.ArgumentParser(prog="python -m experiments.run", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--system", default="pendulum", help=f"one of: {', '.join(systems.SYSTEMS)}")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of: {', '.join(METHODS)} (default: all)")  # fmt: skip
+    p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
+    p.add_argument("--shots", type=int, default=None,
+                   help="support trajectories K per function (default: the paper's K, 20 for "
+                        "mass-spring, 10 otherwise); a K above it generates a dataset with K "
+                        "trajectories per function, one below it uses the first K")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of the system (repeatable), a Python literal, e.g. "
+                        "--set 'ic_bounds=((-0.5, 0.5), (-0.5, 0.5), (1.0, 2.0))'")  # fmt: skip
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="budget: quick (minutes on a laptop CPU) or paper (App. F)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--val-every", type=int, default=None, help="override validation interval")
+    p.add_argument("--latent-init", default="mean", choices=("mean", "zero"),
+                   help="test-time latent initialisation (zero: Tables 9-10 ablation)")  # fmt: skip
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset (default 0)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<system>)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="devices to shard the training functions over (default: the most "
+                        "available devices dividing their number)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    if args.system not in systems.SYSTEMS:
+        p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
+    methods = _parse_list(args.methods, METHODS, "method(s)")
+    try:
+        seeds = _parse_list(args.seeds, None, "seeds", int)
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    for flag in ("shots", "epochs", "val_every", "devices"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    preset = PRESETS[args.preset]
+    return RunConfig(
+        system=args.system,
+        methods=tuple(methods),
+        seeds=tuple(seeds),
+        shots=args.shots,
+        overrides=tuple(_parse_overrides(p, args.system, args.set).items()),
+        preset=args.preset,
+        epochs=args.epochs or preset.epochs,
+        val_every=args.val_every or preset.val_every,
+        latent_init=args.latent_init,
+        data_seed=args.data_seed,
+        out=Path(args.out or f"runs/{args.system}"),
+        devices=args.devices,
+        progress=not args.no_progress,
+    )
