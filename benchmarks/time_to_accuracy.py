@@ -53,7 +53,7 @@ def main():
                                   checkpoint_dir=ckpt, progress=False)  # fmt: skip
                 seconds = time.perf_counter() - start
                 elapsed += seconds
-                curve.append((epochs, elapsed, result.history["val_error"][-1], seconds))
+                curve.append((epochs, elapsed, result.history.val_error[-1], seconds))
         first, steady = curve[0][3], sorted(c[3] for c in curve[1:])[len(curve[1:]) // 2]
         row = {"method": method, "chunk_s": steady, "compile_s": first - steady,
                "final_val_error": curve[-1][2], "total_s": elapsed,

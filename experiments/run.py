@@ -122,7 +122,7 @@ def score(config: RunConfig, system, dataset, mesh, name: str, seed: int, result
     record["max_energy_drift"] = float(np.max(scores["energy_drift"]))
     record["train_seconds"] = seconds
     record["best_epoch"] = result.best_epoch
-    record["history"] = result.history
+    record["history"] = result.history.to_dict()
     out.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(out / "best_state.eqx", result.best_state)
     eqx.tree_serialise_leaves(out / "adapted.eqx", adapted.models)

@@ -1,5 +1,7 @@
-"""Checkpoints: a JSON header (config, progress, SHA-256) beside `eqx.tree_serialise_leaves`."""
+"""Checkpoints: a JSON header (config, progress, SHA-256) beside `eqx.tree_serialise_leaves`,
+and `fingerprint`, the identity of a configuration object that a header records."""
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -8,9 +10,43 @@ import tempfile
 from pathlib import Path
 
 import equinox as eqx
+import numpy as np
 from jaxtyping import PyTree
 
 FORMAT = 1
+
+
+def _describe(obj) -> str:
+    """A canonical text of ``obj`` built from its fields, independent of any pretty-printer."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # eqx.Modules included
+        fields = (f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj))
+        return f"{type(obj).__qualname__}({', '.join(fields)})"
+    if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
+        return repr(obj)
+    if isinstance(obj, np.generic):
+        return f"{obj.dtype.name}:{obj.item()!r}"
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # jax/numpy arrays, ShapeDtypeStructs
+        return f"array[{obj.dtype}]{tuple(obj.shape)}"
+    if isinstance(obj, list | tuple):
+        return f"{type(obj).__qualname__}[{', '.join(map(_describe, obj))}]"
+    if isinstance(obj, dict):
+        items = sorted((_describe(k), _describe(v)) for k, v in obj.items())
+        return "dict{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if callable(obj) and hasattr(obj, "__qualname__"):  # functions, classes
+        return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"
+    return f"{type(obj).__qualname__}:{obj!r}"
+
+
+def fingerprint(obj) -> str:
+    """SHA-256 of a canonical description of ``obj`` (hex), for checkpoint headers.
+
+    Dataclasses (``eqx.Module``s included) are described by their class's qualified name and
+    every field (`dataclasses.fields`, static ones too), recursively; Python scalars and
+    strings by their `repr`; arrays by dtype and shape only. No pretty-printer is involved, so
+    the digest is stable across Equinox versions: equal configurations give equal digests,
+    and changing any hyper-parameter changes it.
+    """
+    return hashlib.sha256(_describe(obj).encode()).hexdigest()
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:

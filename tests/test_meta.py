@@ -1,10 +1,13 @@
+import inspect
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmeta import data, meta, modulation, nn, systems
+from jaxmeta import data, io, meta, modulation, nn, systems
 
 SMALL = dict(tasks_per_step=2, inner_steps=1, adapt_steps=5)
 LEARNERS = {
@@ -51,13 +54,45 @@ def test_contract(name, dataset, trained):
     assert out.shape == x.shape and bool(jnp.isfinite(out).all())
     errors = meta.validation_error(learner, result.best_state, dataset.test, jax.random.key(2))
     assert errors.shape == (f,) and bool(jnp.isfinite(errors).all())
+    hist = result.history
     if learner.meta_trains:
-        hist = result.history
-        assert len(hist["train_loss"]) == 6 and hist["val_epoch"] == [3, 6]
-        assert hist["train_loss"][-1] < hist["train_loss"][0]  # training loss falls
+        assert hist.train_loss.shape == (6,) and hist.val_epoch.tolist() == [3, 6]
+        assert hist.val_error.shape == (2,) and np.isfinite(hist.val_error).all()
+        assert hist.train_loss[-1] < hist.train_loss[0]  # training loss falls
         assert int(result.state.step) == 6 * (6 // learner.tasks_per_step)
     else:
+        assert hist == meta.History.empty() and result.best_epoch == 0
         assert bool(jnp.all(adapted.losses[:, -1] < adapted.losses[:, 0]))
+    # The history is JSON-serialisable and round-trips exactly.
+    record = json.loads(json.dumps(hist.to_dict()))
+    assert sorted(record) == ["train_loss", "val_epoch", "val_error"]
+    assert meta.History.from_dict(record) == hist
+
+
+def _concrete_overrides(cls) -> list[str]:
+    """Methods of ``cls`` or of its jaxmeta bases that redefine a concrete (non-abstract)
+    method of a further base: the abstract-or-final pattern allows none."""
+    ours = [k for k in cls.__mro__ if k.__module__.startswith("jaxmeta")]
+    found = []
+    for i, klass in enumerate(ours):
+        for name, value in vars(klass).items():
+            if name.startswith("__") or not (callable(value) or isinstance(value, property)):
+                continue
+            for base in ours[i + 1 :]:
+                if name in vars(base) and not getattr(vars(base)[name], "__isabstractmethod__", 0):
+                    found.append(f"{klass.__name__}.{name} overrides {base.__name__}.{name}")
+    return found
+
+
+def test_learners_are_abstract_or_final():
+    classes = {type(learner) for learner in LEARNERS.values()}
+    for cls in classes:
+        assert _concrete_overrides(cls) == []
+        bases = [k for k in cls.__mro__[1:] if k.__module__.startswith("jaxmeta")]
+        assert all(inspect.isabstract(base) for base in bases), (cls, bases)
+        assert not any(issubclass(cls, other) for other in classes - {cls})
+    assert not hasattr(meta.Scratch(), "meta_step") and not meta.Scratch().meta_trains
+    assert all(learner.meta_trains for name, learner in LEARNERS.items() if name != "scratch")
 
 
 @pytest.mark.parametrize("name", ["ro", "maml", "anil"])
@@ -72,28 +107,55 @@ def test_vmapped_adaptation_equals_loop(name, dataset, trained):
         np.testing.assert_allclose(alone.losses[0], together.losses[i], rtol=2e-5, atol=1e-7)
 
 
-def test_each_step_traces_once(dataset):
-    learner = LEARNERS["ro"]
-    cache = meta._trainer._train_epochs._cached
-    meta.fit(learner, make_model, dataset, epochs=4, key=jax.random.key(5), val_every=2,
-             progress=False)  # fmt: skip
-    size = cache._cache_size()
-    meta.fit(learner, make_model, dataset, epochs=4, key=jax.random.key(6), val_every=2,
-             progress=False)  # fmt: skip
-    assert cache._cache_size() == size
+def test_each_step_traces_once(dataset, monkeypatch):
+    # The compiled chunk of epochs, counted: a second run (another key, same shapes and
+    # learner) must reuse the first run's trace.
+    counted = eqx.debug.assert_max_traces(meta._trainer._epochs, max_traces=1)
+    monkeypatch.setattr(meta._trainer, "_train_epochs", eqx.filter_jit(counted))
+    for seed in (5, 6):
+        meta.fit(LEARNERS["ro"], make_model, dataset, epochs=4, key=jax.random.key(seed),
+                 val_every=2, progress=False)  # fmt: skip
+    assert eqx.debug.get_num_traces(counted) == 1
+
+
+def test_checkpoint_identity_is_the_learners_fields(monkeypatch):
+    learner = LEARNERS["mr"]
+    same = meta.AutoDecoding(modulation.MultiRank(rank=2), outer_lr=1e-2, latent_dim=4, **SMALL)
+    assert io.fingerprint(learner) == io.fingerprint(same)
+    changed = [
+        eqx.tree_at(lambda m: m.outer_lr, learner, 2e-2),
+        eqx.tree_at(lambda m: m.latent_init, learner, "zero"),
+        eqx.tree_at(lambda m: m.modulation, learner, modulation.MultiRank(rank=3)),
+        meta.AutoDecoding(modulation.LowRank(2), outer_lr=1e-2, latent_dim=4, **SMALL),
+        meta.MAML(outer_lr=1e-2, **SMALL),
+        meta.ANIL(outer_lr=1e-2, **SMALL),
+        meta.MAML(outer_lr=1e-2, first_order=True, **SMALL),
+    ]
+    digests = {io.fingerprint(other) for other in changed}
+    assert len(digests) == len(changed) and io.fingerprint(learner) not in digests
+    # No pretty-printer is involved: the digest survives a broken `eqx.tree_pformat`.
+    digest = io.fingerprint(learner)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("tree_pformat must not be used for checkpoint identity")
+
+    monkeypatch.setattr(eqx, "tree_pformat", broken)
+    assert io.fingerprint(learner) == digest
 
 
 def test_same_seed_same_metrics(dataset, trained):
     again = meta.fit(LEARNERS["mr"], make_model, dataset, epochs=6, key=jax.random.key(1),
                      val_every=3, progress=False)  # fmt: skip
-    assert again.history == trained["mr"].history
+    assert again.history == trained["mr"].history and again.best_epoch == trained["mr"].best_epoch
 
 
 def _leaves(state):
     return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state, eqx.is_array))]
 
 
-def test_resume_is_bitwise_identical(dataset, tmp_path):
+def test_resume_is_bitwise_identical(dataset, tmp_path, monkeypatch):
+    # The checkpoint's identity comes from the learner's fields, never from a pretty-printer.
+    monkeypatch.setattr(eqx, "tree_pformat", lambda *a, **k: 1 / 0)
     learner = LEARNERS["mr"]
     kw = dict(key=jax.random.key(7), val_every=2, progress=False)
     full = meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path / "a", **kw)
@@ -185,4 +247,5 @@ def test_second_order_maml_on_a_gnn_stays_finite():
     gnn = lambda k: nn.GNN(1, 1, width=8, depth=1, key=k)
     result = meta.fit(meta.MAML(**SMALL), gnn, ds, epochs=2, key=jax.random.key(0),
                       val_every=1, progress=False)  # fmt: skip
-    assert np.isfinite(result.history["train_loss"]).all()
+    assert result.history.train_loss.shape == (2,)
+    assert np.isfinite(result.history.train_loss).all()

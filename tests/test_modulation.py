@@ -1,6 +1,7 @@
 """Modulations: contract suite over every modulation, structure of modulated models, errors."""
 
 import functools
+import inspect
 
 import equinox as eqx
 import flax.linen as fnn
@@ -120,23 +121,35 @@ def test_zero_codes_give_base_exactly(mod, kind):
 @pytest.mark.parametrize("kind", ["hnn", "gnn"])
 def test_structure_shapes_and_linear_layers(mod, kind):
     modulated = cached(kind, mod)
-    out = modulated(jax.random.normal(KEY(1), (4,)))
+    z = jax.random.normal(KEY(1), (4,))
+    out = modulated(z)
     assert type(out) is type(modulated.base)
     assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(modulated.base)
     for a, b in zip(leaves(out), leaves(modulated.base)):
         assert a.shape == b.shape and a.dtype == b.dtype
     n_layers = len(jm.linear_layers(modulated.base))
     assert n_layers == (3 if kind == "hnn" else 7)
-    for new, old in zip(jm.linear_layers(out), jm.linear_layers(modulated.base)):
+    codes, start = np.asarray(modulated.hypernet(z)), 0
+    for i, (new, old) in enumerate(zip(jm.linear_layers(out), jm.linear_layers(modulated.base))):
         changed = not (
             np.array_equal(new.weight, old.weight) and np.array_equal(new.bias, old.bias)
         )
         # Every layer is modulated, except that Shift has nothing to shift in the bias-free
-        # GNN core (and MR's core changes only where some d = ReLU(code) > 0).
+        # GNN core, and MR's core changes exactly where some d = ReLU(code) > 0: its
+        # correction U diag(d) Vᵀ (U, V orthonormal columns) is zero iff d = 0.
         if old.bias is not None or isinstance(mod, (jm.FullWeight, jm.RankOne, jm.LowRank)):
             assert changed
         elif isinstance(mod, jm.Shift):
             assert not changed
+        else:
+            assert isinstance(mod, jm.MultiRank)
+            rank = modulated.modulation.bases[i][0].shape[1]  # a bias-free layer's codes: d only
+            d = np.maximum(codes[start : start + rank], 0)
+            assert changed == bool(np.any(d > 0)), (i, d)
+        if isinstance(mod, jm.MultiRank):  # its per-layer codes: d (rank), then s (out, if bias)
+            start += modulated.modulation.bases[i][0].shape[1]
+            start += 0 if old.bias is None else old.weight.shape[0]
+    assert not isinstance(mod, jm.MultiRank) or start == codes.shape[0]
 
 
 @mods
@@ -197,6 +210,23 @@ def test_partition_takes_all_meta_parameters(mod):
     loss = lambda m: jnp.sum(m(jnp.ones(4))(jnp.ones(2)) ** 2)
     grads = eqx.filter_jit(eqx.filter_grad(loss))(modulated)
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_modulations_are_abstract_or_final():
+    """No modulation redefines a concrete method of a base; every base is abstract."""
+    classes = {type(mod) for mod in MODULATIONS.values()}
+    for cls in classes:
+        ours = [k for k in cls.__mro__ if k.__module__.startswith("jaxmeta")]
+        for i, klass in enumerate(ours):
+            for name, value in vars(klass).items():
+                if name.startswith("__") or not callable(value):
+                    continue
+                for base in ours[i + 1 :]:
+                    concrete = name in vars(base)
+                    concrete = concrete and not getattr(vars(base)[name], "__isabstractmethod__", 0)
+                    assert not concrete, f"{klass.__name__}.{name} overrides {base.__name__}.{name}"
+        assert all(inspect.isabstract(base) for base in ours[1:]), (cls, ours)
+        assert not any(issubclass(cls, other) for other in classes - {cls})
 
 
 @pytest.mark.parametrize("name", ["rank_one", "low_rank", "multi_rank"])
@@ -281,7 +311,7 @@ def test_errors_latent_and_codes():
 
 @pytest.mark.parametrize("cls", [jm.LowRank, jm.MultiRank])
 def test_errors_rank(cls):
-    with pytest.raises(ValueError, match="`rank` must be positive.*rank=0"):
+    with pytest.raises(ValueError, match="`rank` must be >= 1.*rank=0"):
         cls(rank=0)
     with pytest.raises(ValueError, match="rank=-2"):
         cls(rank=-2)

@@ -48,21 +48,44 @@ def test_vmapped_seeds_equal_separate_seeds(dataset, tmp_path):
         _assert_close(result.state, alone.state)
         _assert_close(result.best_state, alone.best_state)
         assert result.best_epoch == alone.best_epoch
-        assert result.history["val_epoch"] == alone.history["val_epoch"]
+        np.testing.assert_array_equal(result.history.val_epoch, alone.history.val_epoch)
         for name in ("train_loss", "val_error"):
-            np.testing.assert_allclose(result.history[name], alone.history[name], rtol=1e-5)
+            got, want = getattr(result.history, name), getattr(alone.history, name)
+            np.testing.assert_allclose(got, want, rtol=1e-5)
     # Resuming the stacked checkpoint continues the same runs.
     ckpt = dict(keys=keys, val_every=2, progress=False, checkpoint_dir=tmp_path)
     meta.fit_seeds(LEARNER, make_model, dataset, epochs=2, **ckpt)
     resumed = meta.fit_seeds(LEARNER, make_model, dataset, epochs=4, **ckpt)
     for a, b in zip(resumed, together):
         _assert_close(a.state, b.state)
-        assert a.history["val_epoch"] == b.history["val_epoch"]
+        np.testing.assert_array_equal(a.history.val_epoch, b.history.val_epoch)
     # The NaN guard names the seed.
     bad = eqx.tree_at(lambda t: t.dxs, dataset.train, dataset.train.dxs * np.nan)
     poisoned = data.Dataset(bad, dataset.val, dataset.test)
     with pytest.raises(FloatingPointError, match=r"epoch 0, meta-step 0 \(seed 0\)"):
         meta.fit_seeds(LEARNER, make_model, poisoned, epochs=2, keys=keys, progress=False)
+
+
+def _assert_equal(a, b):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_fit_is_fit_seeds_with_one_key(dataset, tmp_path):
+    """One training loop: `fit(key=k)` is `fit_seeds(keys=[k])[0]`, bitwise, checkpoints
+    included (a run started by `fit` resumes under `fit_seeds`)."""
+    key, kw = jax.random.key(3), dict(val_every=2, progress=False)
+    alone = meta.fit(LEARNER, make_model, dataset, epochs=4, key=key, **kw)
+    (together,) = meta.fit_seeds(LEARNER, make_model, dataset, epochs=4, keys=[key], **kw)
+    meta.fit(LEARNER, make_model, dataset, epochs=2, key=key, checkpoint_dir=tmp_path, **kw)
+    (resumed,) = meta.fit_seeds(
+        LEARNER, make_model, dataset, epochs=4, keys=[key], checkpoint_dir=tmp_path, **kw
+    )
+    for other in (together, resumed):
+        _assert_equal(alone.state, other.state)
+        _assert_equal(alone.best_state, other.best_state)
+        assert other.history == alone.history and other.best_epoch == alone.best_epoch
+    assert alone.history.val_epoch.tolist() == [2, 4]
 
 
 _SHARDED = """
@@ -74,7 +97,7 @@ kw = dict(epochs=4, val_every=2, progress=False)
 out = {"devices": jax.device_count(), "train": ds.train.num_functions}
 for devices in (None, 4):
     r = meta.fit(LEARNER, make_model, ds, key=jax.random.key(1), devices=devices, **kw)
-    out[str(devices)] = {"fit": [x.tolist() for x in _leaves(r.state)], "history": r.history,
+    out[str(devices)] = {"fit": [x.tolist() for x in _leaves(r.state)], "history": r.history.to_dict(),
                          "latents": str(getattr(r.state.latents.sharding, "spec", None))}
 (s,) = meta.fit_seeds(LEARNER, make_model, ds, keys=[jax.random.key(1)], devices=4, **kw)
 out["seeds"] = [x.tolist() for x in _leaves(s.state)]

@@ -4,19 +4,21 @@ batch axis and the task axis sharded over devices."""
 from ._autodecoding import AutoDecoding as AutoDecoding
 from ._base import (
     AbstractMetaLearner as AbstractMetaLearner,
+    AbstractMetaTrained as AbstractMetaTrained,
     Adapted as Adapted,
     MetaState as MetaState,
 )
 from ._inner import optimise as optimise
-from ._maml import ANIL as ANIL, MAML as MAML, last_layer_spec as last_layer_spec
+from ._maml import ANIL as ANIL, MAML as MAML
+from ._optimisation import last_layer_spec as last_layer_spec
 from ._reptile import Reptile as Reptile
+from ._result import History as History, TrainResult as TrainResult
 from ._scratch import Scratch as Scratch
-from ._seeds import fit_seeds as fit_seeds
 from ._sharding import largest_divisor as largest_divisor, task_mesh as task_mesh
 from ._trainer import (
-    TrainResult as TrainResult,
     adapt as adapt,
     fit as fit,
+    fit_seeds as fit_seeds,
     flatten_query as flatten_query,
     flatten_support as flatten_support,
     validation_error as validation_error,

@@ -7,13 +7,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._checks import check_int
 from ..losses import field_mse
 from ..modulation import AbstractModulation, modulate
-from ._base import AbstractMetaLearner, Adapted, MetaState, check_positive, zeros_step
+from ._base import AbstractMetaTrained, Adapted, MetaState, zeros_step
 from ._inner import optax_update, optimise
 
 
-class AutoDecoding(AbstractMetaLearner):
+class AutoDecoding(AbstractMetaTrained):
     """Modulation-based meta-learning by auto-decoding (paper §3.2, Algorithms 1–2).
 
     Every training function ``k`` owns a latent ``z_k`` that persists across epochs (never
@@ -37,7 +38,7 @@ class AutoDecoding(AbstractMetaLearner):
     latent_init: Literal["mean", "zero"] = "mean"
 
     def __check_init__(self):
-        check_positive("latent_dim", self.latent_dim, int)
+        check_int("latent_dim", self.latent_dim)
         if not isinstance(self.modulation, AbstractModulation):
             raise TypeError(
                 f"`modulation` must be an AbstractModulation, got {type(self.modulation).__name__}."
@@ -46,7 +47,7 @@ class AutoDecoding(AbstractMetaLearner):
             raise ValueError(f"`latent_init` must be 'mean' or 'zero', got {self.latent_init!r}.")
 
     def init(self, make_model, num_train, *, key):
-        check_positive("num_train", num_train, int)
+        check_int("num_train", num_train)
         k_model, k_mod = jax.random.split(key)
         modulated = modulate(
             make_model(k_model), self.modulation, latent_dim=self.latent_dim, key=k_mod

@@ -1,15 +1,13 @@
-"""The interface every meta-learner implements: init, meta_step, adapt."""
+"""The interface every meta-learner implements: init and adapt; meta_step if it meta-trains."""
 
 import abc
 from collections.abc import Callable
-from typing import ClassVar
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from ..losses import field_mse
+from .._checks import check_int, check_positive
 
 ModelFactory = Callable[[PRNGKeyArray], PyTree]
 
@@ -43,24 +41,15 @@ class Adapted(eqx.Module):
     latents: Float[Array, "F latent"] | None = None
 
 
-def check_positive(name: str, value, kind=float) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok:
-        what = "a positive int" if kind is int else "positive"
-        raise ValueError(f"`{name}` must be {what}, got {name}={value!r}.")
-
-
 class AbstractMetaLearner(eqx.Module):
-    """A meta-learning method as three pure functions.
+    """A meta-learning method as pure functions.
 
     - `init(make_model, num_train, *, key)` builds the meta-parameters and optimiser state;
-    - `meta_step(state, xs, dxs, idx)` takes one outer step on a batch of training functions
-      (``xs``, ``dxs`` of shape ``(tasks, states, dim)``; ``idx`` their indices);
     - `adapt(state, xs, dxs, *, key)` adapts to new functions from their support data with
       the meta-parameters frozen (``adapt_steps`` Adam steps, Algorithm 2 for auto-decoding).
 
+    A method that meta-trains is an `AbstractMetaTrained`, which adds `meta_step`; one that
+    does not (`Scratch`) has no `meta_step`, and `jaxmeta.meta.fit` only initialises it.
     Hyper-parameters are static fields; the trainer (`jaxmeta.meta.fit`) jits and scans.
     """
 
@@ -69,28 +58,22 @@ class AbstractMetaLearner(eqx.Module):
     inner_steps: eqx.AbstractVar[int]
     adapt_steps: eqx.AbstractVar[int]
     tasks_per_step: eqx.AbstractVar[int]
-    meta_trains: ClassVar[bool] = True
 
     def __check_init__(self):
         check_positive("outer_lr", self.outer_lr)
         check_positive("inner_lr", self.inner_lr)
-        check_positive("inner_steps", self.inner_steps, int)
-        check_positive("adapt_steps", self.adapt_steps, int)
-        check_positive("tasks_per_step", self.tasks_per_step, int)
+        check_int("inner_steps", self.inner_steps)
+        check_int("adapt_steps", self.adapt_steps)
+        check_int("tasks_per_step", self.tasks_per_step)
+
+    @property
+    def meta_trains(self) -> bool:
+        """Whether this method has a meta-training loop (an `AbstractMetaTrained`)."""
+        return isinstance(self, AbstractMetaTrained)
 
     @abc.abstractmethod
     def init(self, make_model: ModelFactory, num_train: int, *, key: PRNGKeyArray) -> MetaState:
         """Initial meta-parameters for ``num_train`` training functions."""
-
-    @abc.abstractmethod
-    def meta_step(
-        self,
-        state: MetaState,
-        xs: Float[Array, "tasks n dim"],
-        dxs: Float[Array, "tasks n dim"],
-        idx: Int[Array, " tasks"],
-    ) -> tuple[MetaState, Float[Array, ""]]:
-        """One outer (meta) step; returns the new state and the batch's training loss."""
 
     @abc.abstractmethod
     def adapt(
@@ -104,14 +87,20 @@ class AbstractMetaLearner(eqx.Module):
         """Adapt to ``F`` new functions from their support states and velocities."""
 
 
-def task_losses(model_of_task, xs, dxs, *args):
-    """``field_mse`` for each task of a batch: ``model_of_task(*args_i)`` on ``xs[i]``."""
-    return jax.vmap(lambda x, y, *a: field_mse(model_of_task(*a), x, y))(xs, dxs, *args)
+class AbstractMetaTrained(AbstractMetaLearner):
+    """A meta-learner with an outer loop: `meta_step(state, xs, dxs, idx)` takes one outer
+    step on a batch of training functions (``xs``, ``dxs`` of shape ``(tasks, states, dim)``;
+    ``idx`` their indices), which `jaxmeta.meta.fit` scans over every epoch."""
 
-
-def batched_models(fn, *args):
-    """Stack ``fn(*args_i)`` over the leading axis as one batched model pytree."""
-    return eqx.filter_vmap(fn)(*args)
+    @abc.abstractmethod
+    def meta_step(
+        self,
+        state: MetaState,
+        xs: Float[Array, "tasks n dim"],
+        dxs: Float[Array, "tasks n dim"],
+        idx: Int[Array, " tasks"],
+    ) -> tuple[MetaState, Float[Array, ""]]:
+        """One outer (meta) step; returns the new state and the batch's training loss."""
 
 
 def zeros_step() -> Int[Array, ""]:

@@ -1,4 +1,4 @@
-"""Optimisation-based meta-learning: MAML (second or first order) and ANIL."""
+"""MAML (second or first order) and ANIL: the same outer step, different inner parameters."""
 
 import equinox as eqx
 import jax
@@ -6,75 +6,18 @@ import jax.numpy as jnp
 import optax
 
 from ..losses import field_mse
-from ._base import AbstractMetaLearner, Adapted, MetaState, zeros_step
-from ._inner import optax_update, optimise
+from ._base import MetaState
+from ._inner import optax_update
+from ._optimisation import AbstractOptimisationBased, all_weights_spec, last_layer_spec
 
 
-def _is_mlp(x) -> bool:
-    return isinstance(x, eqx.nn.MLP)
-
-
-def last_layer_spec(model):
-    """Filter spec selecting the last linear layer of every `eqx.nn.MLP` in ``model``."""
-    mlps = lambda m: tuple(x for x in jax.tree.leaves(m, is_leaf=_is_mlp) if _is_mlp(x))
-    if not mlps(model):
-        raise ValueError("ANIL needs a model containing at least one `eqx.nn.MLP`.")
-    spec = jax.tree.map(lambda _: False, model)
-    heads = tuple(jax.tree.map(eqx.is_inexact_array, m.layers[-1]) for m in mlps(model))
-    return eqx.tree_at(lambda s: tuple(m.layers[-1] for m in mlps(s)), spec, heads)
-
-
-def _everything(model):
-    return jax.tree.map(eqx.is_inexact_array, model)
-
-
-class _OptimisationBased(AbstractMetaLearner):
-    """Shared machinery: an inner loop over (a subset of) the model's own weights."""
-
-    def init(self, make_model, num_train, *, key):
-        del num_train
-        params = make_model(key)
-        return MetaState(
-            params=params,
-            opt_state=optax.adam(self.outer_lr).init(eqx.filter(params, eqx.is_inexact_array)),
-            latents=None,
-            step=zeros_step(),
-        )
-
-    def _spec(self, params):
-        return _everything(params)
-
-    def _fine_tune(self, params, xs, dxs, lr, steps):
-        """Adam on the inner parameters of one task, the others frozen."""
-        inner, frozen = eqx.partition(params, self._spec(params))
-        loss = lambda p: field_mse(eqx.combine(p, frozen), xs, dxs)
-        # eps_root keeps the second-order meta-gradient finite where a gradient is exactly 0
-        # (d sqrt(v)/dv is infinite at v = 0), e.g. the GNN's projected-away skew entries.
-        inner, losses = optimise(loss, inner, optax.adam(lr, eps_root=1e-12), steps)
-        return eqx.combine(inner, frozen), losses
-
-    def adapt(self, state, xs, dxs, *, key):
-        del key
-        tune = lambda x, y: self._fine_tune(state.params, x, y, self.inner_lr, self.adapt_steps)
-        models, losses = eqx.filter_vmap(tune)(xs, dxs)
-        return Adapted(models=models, losses=losses)
-
-
-class MAML(_OptimisationBased):
-    """Model-agnostic meta-learning (Finn et al. 2017; paper App. E).
-
-    Inner loop: `inner_steps` Adam steps on all weights per task (paper: Adam everywhere,
-    inner lr 2e-3). Outer loss: the adapted model's loss on the same task's trajectories,
+class AbstractMAML(AbstractOptimisationBased):
+    """The MAML outer step (final): the adapted model's loss on the same task's trajectories,
     differentiated through the inner loop (second order), or with the inner loop's Jacobian
-    replaced by the identity (``first_order=True``).
-    """
+    replaced by the identity (``first_order=True``). `MAML` and `ANIL` differ only in the
+    parameters the inner loop adapts (`_inner_spec`)."""
 
-    outer_lr: float = 1e-3
-    inner_lr: float = 2e-3
-    inner_steps: int = 3
-    adapt_steps: int = 100
-    tasks_per_step: int = 5
-    first_order: bool = False
+    first_order: eqx.AbstractVar[bool]
 
     def meta_step(self, state, xs, dxs, idx):
         del idx
@@ -101,9 +44,37 @@ class MAML(_OptimisationBased):
         return new, loss
 
 
-class ANIL(MAML):
-    """Almost no inner loop (Raghu et al. 2020): MAML whose inner loop (training and test time)
-    updates only the last linear layer of every MLP in the model; the outer loop updates all."""
+class MAML(AbstractMAML):
+    """Model-agnostic meta-learning (Finn et al. 2017; paper App. E).
 
-    def _spec(self, params):
+    Inner loop: `inner_steps` Adam steps on all weights per task (paper: Adam everywhere,
+    inner lr 2e-3). Outer loss: the adapted model's loss on the same task's trajectories,
+    differentiated through the inner loop (second order), or with the inner loop's Jacobian
+    replaced by the identity (``first_order=True``).
+    """
+
+    outer_lr: float = 1e-3
+    inner_lr: float = 2e-3
+    inner_steps: int = 3
+    adapt_steps: int = 100
+    tasks_per_step: int = 5
+    first_order: bool = False
+
+    def _inner_spec(self, params):
+        return all_weights_spec(params)
+
+
+class ANIL(AbstractMAML):
+    """Almost no inner loop (Raghu et al. 2020): MAML whose inner loop (training and test time)
+    updates only the last linear layer of every MLP in the model; the outer loop updates all.
+    Same hyper-parameters and defaults as `MAML`."""
+
+    outer_lr: float = 1e-3
+    inner_lr: float = 2e-3
+    inner_steps: int = 3
+    adapt_steps: int = 100
+    tasks_per_step: int = 5
+    first_order: bool = False
+
+    def _inner_spec(self, params):
         return last_layer_spec(params)

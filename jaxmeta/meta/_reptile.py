@@ -7,10 +7,10 @@ import optax
 
 from ._base import MetaState
 from ._inner import optax_update
-from ._maml import _OptimisationBased
+from ._optimisation import AbstractOptimisationBased, all_weights_spec
 
 
-class Reptile(_OptimisationBased):
+class Reptile(AbstractOptimisationBased):
     """Reptile with Adam in both loops (paper App. E–F: outer lr 1e-2, inner lr 2e-2).
 
     Each task is fine-tuned for `inner_steps` Adam steps; the outer Adam step is fed the
@@ -22,6 +22,9 @@ class Reptile(_OptimisationBased):
     inner_steps: int = 3
     adapt_steps: int = 100
     tasks_per_step: int = 5
+
+    def _inner_spec(self, params):
+        return all_weights_spec(params)
 
     def meta_step(self, state, xs, dxs, idx):
         del idx

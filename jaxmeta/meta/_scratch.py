@@ -1,7 +1,5 @@
 """The no-meta-learning baseline: a fresh model per function."""
 
-from typing import ClassVar
-
 import equinox as eqx
 import jax
 import optax
@@ -16,7 +14,8 @@ class Scratch(AbstractMetaLearner):
     (paper's "Scratch"), all functions at once with `eqx.filter_vmap`: `adapt_steps` Adam
     steps at `inner_lr`, the same budget every other method gets at test time.
 
-    Nothing is meta-learned: `meta_step` is the identity and the trainer skips it.
+    Nothing is meta-learned: Scratch is not an `AbstractMetaTrained`, has no `meta_step`,
+    and `jaxmeta.meta.fit` only initialises it.
     """
 
     outer_lr: float = 1e-3
@@ -24,16 +23,11 @@ class Scratch(AbstractMetaLearner):
     inner_steps: int = 1
     adapt_steps: int = 100
     tasks_per_step: int = 5
-    meta_trains: ClassVar[bool] = False
 
     def init(self, make_model, num_train, *, key):
         del num_train, key
         # The "meta-parameters" are just the architecture: a (static) model factory.
         return MetaState(params=make_model, opt_state=None, latents=None, step=zeros_step())
-
-    def meta_step(self, state, xs, dxs, idx):
-        del xs, dxs, idx
-        raise TypeError("Scratch meta-learns nothing: it has no meta_step.")
 
     def adapt(self, state, xs, dxs, *, key):
         make_model = state.params

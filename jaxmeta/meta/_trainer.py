@@ -1,9 +1,9 @@
 """One trainer for every meta-learner: scanned epochs, validation, checkpoints, NaN guard."""
 
+import dataclasses
 import functools
-import hashlib
 import os
-from pathlib import Path
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -13,10 +13,20 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from .._checks import check_int
 from ..data import Dataset, TaskSet
-from ..io import checkpoint_exists, load_checkpoint, save_checkpoint
 from ..losses import relative_field_error
-from ._base import AbstractMetaLearner, Adapted, MetaState, ModelFactory, check_positive
+from ._base import AbstractMetaLearner, Adapted, ModelFactory
+from ._progress import (
+    Progress,
+    check_losses,
+    check_validation,
+    load_progress,
+    run_config,
+    save_progress,
+)
+from ._result import TrainResult
+from ._seeds import one_key, per_seed, stack_keys
 from ._sharding import (
     constrain_state,
     constrain_tasks,
@@ -24,7 +34,6 @@ from ._sharding import (
     shard_state,
     shard_tasks,
     task_mesh,
-    to_host,
 )
 
 
@@ -71,8 +80,9 @@ def _epochs(learner, state, xs, dxs, epoch_keys, mesh=None):
     return _filter_scan(epoch, state, epoch_keys)
 
 
+# One program per chunk of epochs; several seeds as one program with a leading seed axis on
+# states and epoch keys (`per_seed` picks `_train_epochs` for one seed).
 _train_epochs = eqx.filter_jit(_epochs)
-# Several seeds as one program: states and epoch keys carry a leading seed axis.
 _train_epochs_seeds = eqx.filter_jit(
     eqx.filter_vmap(_epochs, in_axes=(None, eqx.if_array(0), None, None, 0, None))
 )
@@ -103,38 +113,17 @@ _validation_seeds = eqx.filter_jit(
 )
 
 
-class TrainResult(eqx.Module):
-    """What `fit` returns: final and best-on-validation states and the history."""
-
-    state: MetaState
-    best_state: MetaState
-    best_epoch: int = eqx.field(static=True)
-    history: dict = eqx.field(static=True)
-
-
-def _empty_history() -> dict:
-    return {"train_loss": [], "val_epoch": [], "val_error": []}
-
-
-def _config(learner, like_state, dataset, val_every, key) -> dict:
-    shapes = [(str(x.dtype), list(x.shape)) for x in jax.tree.leaves(like_state) if eqx.is_array(x)]
-    data_shapes = [list(x.shape) for x in jax.tree.leaves(dataset)]
-    return {
-        "learner": eqx.tree_pformat(learner, short_arrays=True),
-        "state": hashlib.sha256(repr(shapes).encode()).hexdigest(),
-        "data": data_shapes,
-        "val_every": val_every,
-        "key": np.asarray(jax.random.key_data(key)).tolist(),
-    }
+# Positions of the seeded arguments (state, keys) of `_epochs` and `_mean_validation_error`.
+_EPOCHS_SEEDED, _VALIDATION_SEEDED = (1, 4), (1, 3)
 
 
 def _check(learner, dataset: Dataset, epochs, val_every, shots, devices) -> tuple[Dataset, Mesh]:
-    """Argument checks shared by `fit` and `fit_seeds`; the dataset cut to ``shots`` and the
-    task mesh (None without ``devices``)."""
+    """Argument checks; the dataset cut to ``shots`` and the task mesh (None without
+    ``devices``)."""
     if not isinstance(learner, AbstractMetaLearner):
         raise TypeError(f"`learner` must be an AbstractMetaLearner, got {type(learner).__name__}.")
-    check_positive("epochs", epochs, int)
-    check_positive("val_every", val_every, int)
+    check_int("epochs", epochs)
+    check_int("val_every", val_every)
     num_train = dataset.train.num_functions
     if learner.meta_trains and learner.tasks_per_step > num_train:
         raise ValueError(
@@ -152,107 +141,97 @@ def _epoch_keys(key, *, start, n):
     return jax.vmap(lambda e: jax.random.fold_in(key, e))(jnp.arange(start, start + n))
 
 
-def _select(mask, new, old):
-    """Per seed (leading axis): ``new`` where ``mask``, else ``old``."""
-    dynamic, static = eqx.partition(new, eqx.is_array)
-    mask = np.asarray(mask)
-    pick = lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-    return eqx.combine(jax.tree.map(pick, dynamic, eqx.filter(old, eqx.is_array)), static)
-
-
-def _save(stem, tree, header):
-    tree = to_host(tree)
-    if jax.process_index() == 0:
-        save_checkpoint(stem, tree, header)
-
-
-def _train(learner, dataset, state, keys, config, *, seeds, epochs, val_every, checkpoint_dir,
-           progress, mesh):  # fmt: skip
-    """The loop shared by `fit` (``seeds=False``) and `fit_seeds` (``seeds=True``: ``state``
-    and ``keys`` carry a leading seed axis). ``keys`` are ``(k_train, k_val)``.
-
-    Returns ``(state, best_state, best_epochs, histories)``, the last two per seed.
-    """
+def _train(learner, dataset, progress: Progress, keys, config, *, epochs, val_every,
+           checkpoint_dir, show, mesh) -> Progress:  # fmt: skip
+    """The training loop: chunks of ``val_every`` epochs, each followed by validation, the
+    NaN guard and checkpoints. ``progress.state`` and ``keys = (k_train, k_val)`` carry a
+    leading seed axis."""
     k_train, k_val = keys
-    num_seeds = k_train.shape[0] if seeds else 1
-    pack = list if seeds else (lambda v: v[0])  # per-seed lists <-> fit's checkpoint header
-    unpack = list if seeds else (lambda v: [v])
     xs, dxs = flatten_support(dataset.train)
     val_tasks = dataset.val
-    histories = [_empty_history() for _ in range(num_seeds)]
-    best_state, best_val, best_epoch, start = state, np.full(num_seeds, np.inf), [0] * num_seeds, 0
-    last = best = None
     if checkpoint_dir is not None:
-        last, best = Path(checkpoint_dir) / "last", Path(checkpoint_dir) / "best"
-        if checkpoint_exists(last):
-            state, header = load_checkpoint(last, state, config=config)
-            best_state, best_header = load_checkpoint(best, state, config=config)
-            start, histories = header["epoch"], unpack(header["history"])
-            best_val = np.asarray(unpack(best_header["best_val"]), dtype=float)
-            best_epoch = unpack(best_header["best_epoch"])
+        progress = load_progress(checkpoint_dir, progress, config)
     if mesh is not None:
         xs, dxs = shard_tasks((xs, dxs), mesh)
         val_tasks = replicate(val_tasks, mesh)
-        state = shard_state(state, mesh, stacked=seeds)
-        best_state = shard_state(best_state, mesh, stacked=seeds)
-
-    # fit: one state; fit_seeds: the same functions vmapped over the leading seed axis.
-    train = _train_epochs_seeds if seeds else _train_epochs
-    validate = _validation_seeds if seeds else _mean_validation_error
-    each = jax.vmap if seeds else (lambda f: f)
+        progress = dataclasses.replace(
+            progress,
+            state=shard_state(progress.state, mesh, stacked=True),
+            best_state=shard_state(progress.best_state, mesh, stacked=True),
+        )
     name = type(learner).__name__
-    bar = tqdm(total=epochs, initial=start, disable=not progress, desc=name)
-    epoch = start
-    while epoch < epochs:
-        n = min(val_every, epochs - epoch)
-        keys = each(functools.partial(_epoch_keys, start=epoch, n=n))(k_train)
-        new_state, losses = train(learner, state, xs, dxs, keys, mesh)
-        losses = np.asarray(losses).reshape(num_seeds, n, -1)
-        bad = np.argwhere(~np.isfinite(losses))
-        if bad.size:
-            s, e, step = bad[0]
-            bar.close()
-            if last is None:
-                kept = "none (no checkpoint_dir)"
-            elif checkpoint_exists(last):
-                kept = f"epoch {epoch} in {checkpoint_dir}"
-            else:
-                kept = f"none yet in {checkpoint_dir}"
-            raise FloatingPointError(
-                f"Non-finite training loss at epoch {epoch + e}, meta-step {step}"
-                f"{f' (seed {s})' if seeds else ''} of {name}; stopped. Last good checkpoint: "
-                f"{kept}."
-            )
-        state, epoch = new_state, epoch + n
-        val_key = each(functools.partial(jax.random.fold_in, data=epoch))(k_val)
-        vals = np.asarray(validate(learner, state, val_tasks, val_key), dtype=float)
-        vals = vals.reshape(num_seeds)
-        if not np.isfinite(vals).all():
-            bar.close()
-            which = f" (seed {np.argwhere(~np.isfinite(vals))[0, 0]})" if seeds else ""
-            raise FloatingPointError(
-                f"Non-finite validation error after epoch {epoch}{which} of {name}."
-            )
-        for history, loss, val in zip(histories, losses, vals):
-            history["train_loss"].extend(loss.mean(axis=1).tolist())
-            history["val_epoch"].append(epoch)
-            history["val_error"].append(float(val))
-        improved = vals < best_val
-        if improved.any():
-            best_state = _select(improved, state, best_state) if seeds else state
-            best_val = np.where(improved, vals, best_val)
-            best_epoch = [epoch if i else b for i, b in zip(improved, best_epoch)]
-            if best is not None:
-                _save(best, best_state, {"config": config, "epoch": epoch,
-                                         "best_val": pack(best_val.tolist()),
-                                         "best_epoch": pack(best_epoch)})  # fmt: skip
-        if last is not None:
-            _save(last, state, {"config": config, "epoch": epoch, "history": pack(histories)})
-        bar.update(n)
-        mean_loss = np.mean([h["train_loss"][-1] for h in histories])
-        bar.set_postfix(loss=f"{mean_loss:.3e}", val_error=f"{np.mean(vals):.3e}")
-    bar.close()
-    return state, best_state, best_epoch, histories
+    with tqdm(total=epochs, initial=progress.epoch, disable=not show, desc=name) as bar:
+        while progress.epoch < epochs:
+            start, n = progress.epoch, min(val_every, epochs - progress.epoch)
+            epoch_keys = jax.vmap(functools.partial(_epoch_keys, start=start, n=n))(k_train)
+            state, losses = per_seed(_train_epochs, _train_epochs_seeds, _EPOCHS_SEEDED,
+                                     learner, progress.state, xs, dxs, epoch_keys, mesh)  # fmt: skip
+            losses = np.asarray(losses)
+            check_losses(losses, start, name, checkpoint_dir)
+            val_key = jax.vmap(functools.partial(jax.random.fold_in, data=start + n))(k_val)
+            vals = per_seed(_mean_validation_error, _validation_seeds, _VALIDATION_SEEDED,
+                            learner, state, val_tasks, val_key)  # fmt: skip
+            vals = np.asarray(vals, dtype=float)
+            check_validation(vals, start + n, name)
+            progress, improved = progress.advance(state, losses, vals)
+            if checkpoint_dir is not None:
+                save_progress(checkpoint_dir, progress, config, improved=bool(improved.any()))
+            bar.update(n)
+            mean_loss = np.mean([h.train_loss[-1] for h in progress.histories])
+            bar.set_postfix(loss=f"{mean_loss:.3e}", val_error=f"{np.mean(vals):.3e}")
+    return progress
+
+
+def fit_seeds(
+    learner: AbstractMetaLearner,
+    make_model: ModelFactory,
+    dataset: Dataset,
+    *,
+    epochs: int,
+    keys: Sequence[PRNGKeyArray] | PRNGKeyArray,
+    val_every: int = 1,
+    checkpoint_dir: str | os.PathLike | None = None,
+    shots: int | None = None,
+    progress: bool = True,
+    devices: int | None = None,
+) -> list[TrainResult]:
+    """`fit` for several seeds at once: one compiled program with a leading seed axis.
+
+    ``fit_seeds(..., keys=[k0, k1, k2])`` returns what ``[fit(..., key=k) for k in keys]``
+    returns (to float tolerance: XLA may order batched sums differently; for one key,
+    exactly), but initialises, trains and validates the seeds together: `learner.init`
+    under `eqx.filter_vmap`, every chunk of ``val_every`` epochs one `eqx.filter_vmap` of the
+    same scanned chunk `fit` compiles, validation vmapped too. On an accelerator this fills
+    the device that one small seed leaves idle; on a CPU it mostly saves compile time and
+    host calls. With one key, the program of one seed runs unbatched.
+
+    Checkpoints hold the stacked state of all seeds (``last``, and ``best``: each seed's own
+    best-on-validation state), so a run resumes like `fit`'s; the NaN guard stops all seeds
+    and names the one that failed.
+
+    **Arguments:** as `fit`, except
+
+    - `keys`: one PRNG key per seed: a sequence of `jax.random.key`s or a stacked ``(S,)``
+      key array (e.g. ``jax.vmap(jax.random.key)(jnp.arange(3))``).
+    - `devices`: shard the training functions over this many devices (see `fit`); the seed
+      axis is kept whole on every device.
+
+    **Returns:** a list of ``S`` `TrainResult`s, one per key, in order.
+    """
+    dataset, mesh = _check(learner, dataset, epochs, val_every, shots, devices)
+    keys = stack_keys(keys)
+    num_train = dataset.train.num_functions
+    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+    k_init, k_train, k_val = split[:, 0], split[:, 1], split[:, 2]
+    init = lambda k: learner.init(make_model, num_train, key=k)
+    state = per_seed(init, eqx.filter_vmap(init), (0,), k_init)
+    run = Progress.start(state, keys.shape[0])
+    if learner.meta_trains:
+        config = run_config(learner, state, dataset, val_every, keys)
+        run = _train(learner, dataset, run, (k_train, k_val), config, epochs=epochs,
+                     val_every=val_every, checkpoint_dir=checkpoint_dir, show=progress,
+                     mesh=mesh)  # fmt: skip
+    return [run.result(i) for i in range(keys.shape[0])]
 
 
 def fit(
@@ -298,16 +277,14 @@ def fit(
       unsharded run to float tolerance (the all-reduce may sum in another order).
 
     **Returns:** a `TrainResult` with `state`, `best_state`, `best_epoch` and `history`
-    (``train_loss`` per epoch, ``val_error`` per chunk at epochs ``val_epoch``).
+    (a `History`: ``train_loss`` per epoch, ``val_error`` per chunk at epochs ``val_epoch``).
+    A learner that does not meta-train (`Scratch`) is only initialised.
+
+    ``fit(..., key=k)`` is ``fit_seeds(..., keys=[k])[0]``: one training loop serves both.
     """
-    dataset, mesh = _check(learner, dataset, epochs, val_every, shots, devices)
-    k_init, k_train, k_val = jax.random.split(key, 3)
-    state = learner.init(make_model, dataset.train.num_functions, key=k_init)
-    if not learner.meta_trains:
-        return TrainResult(state, state, 0, _empty_history())
-    config = _config(learner, state, dataset, val_every, key)
-    state, best_state, best_epoch, history = _train(
-        learner, dataset, state, (k_train, k_val), config, seeds=False, epochs=epochs,
-        val_every=val_every, checkpoint_dir=checkpoint_dir, progress=progress, mesh=mesh,
+    (result,) = fit_seeds(
+        learner, make_model, dataset, epochs=epochs, keys=one_key(key)[None],
+        val_every=val_every, checkpoint_dir=checkpoint_dir, shots=shots, progress=progress,
+        devices=devices,
     )  # fmt: skip
-    return TrainResult(state, best_state, best_epoch[0], history[0])
+    return result

@@ -7,6 +7,7 @@ a linear `Hypernet` maps the task latent ``z`` to the codes, and `Modulated` bun
 
 from ._base import (
     AbstractModulation as AbstractModulation,
+    AbstractStatelessModulation as AbstractStatelessModulation,
     linear_layers as linear_layers,
 )
 from ._count import count_parameters as count_parameters, parameter_table as parameter_table

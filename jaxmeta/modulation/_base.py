@@ -54,8 +54,10 @@ class AbstractModulation(eqx.Module):
     the paper does not restrict it and the output layer is where a shift in energy scale
     lives. Layers without bias get no bias code. Zero codes return the base model exactly.
 
-    Subclasses implement `_layer_num_codes` and `_modulate_layer`; those with meta parameters
-    of their own (`MultiRank`) also override `init` and `penalty`.
+    `num_codes` and `apply` are final. A modulation implements the per-layer hooks
+    (`_layer_num_codes`, `_modulate_layer`, `_check_layers`, `_check_bound`) and `init`,
+    `code_bias`, `penalty`; one with no meta parameters of its own derives from
+    `AbstractStatelessModulation`, which fixes `init`, `_check_bound` and `penalty`.
     """
 
     @abc.abstractmethod
@@ -68,14 +70,26 @@ class AbstractModulation(eqx.Module):
     ) -> eqx.nn.Linear:
         """The corrected `index`-th linear layer."""
 
+    @abc.abstractmethod
     def _check_layers(self, layers: list[eqx.nn.Linear]) -> None:
-        """Raise if this modulation cannot act on these layers (default: it always can)."""
+        """Raise if this modulation cannot be sized for these layers."""
 
+    @abc.abstractmethod
+    def _check_bound(self, layers: list[eqx.nn.Linear]) -> None:
+        """Raise unless this modulation's own meta parameters (if any) fit these layers;
+        checked before it acts (`apply`, `penalty`)."""
+
+    @abc.abstractmethod
     def init(self, model: PyTree, *, key: PRNGKeyArray) -> "AbstractModulation":
         """This modulation bound to `model`'s layer shapes (creates meta parameters, if any)."""
-        del key
-        self.num_codes(model)
-        return self
+
+    @abc.abstractmethod
+    def code_bias(self, model: PyTree, *, key: PRNGKeyArray) -> Float[Array, " codes"]:
+        """Initial bias of the hypernetwork, shape ``(num_codes(model),)``."""
+
+    @abc.abstractmethod
+    def penalty(self, model: PyTree, codes: Float[Array, " codes"]) -> Float[Array, ""]:
+        """Regulariser added to the loss."""
 
     def num_codes(self, model: PyTree) -> int:
         """Length of the code vector that `apply` expects for `model`."""
@@ -83,15 +97,10 @@ class AbstractModulation(eqx.Module):
         self._check_layers(layers)
         return sum(self._layer_num_codes(i, lay) for i, lay in enumerate(layers))
 
-    def code_bias(self, model: PyTree, *, key: PRNGKeyArray) -> Float[Array, " codes"]:
-        """Initial bias of the hypernetwork (zeros unless a modulation needs otherwise)."""
-        del key
-        dtype = linear_layers(model)[0].weight.dtype
-        return jnp.zeros(self.num_codes(model), dtype)
-
     def _split(self, model: PyTree, codes) -> tuple[list[eqx.nn.Linear], list[Any]]:
         layers = linear_layers(model)
         self._check_layers(layers)
+        self._check_bound(layers)
         sizes = [self._layer_num_codes(i, lay) for i, lay in enumerate(layers)]
         total = sum(sizes)
         if jnp.ndim(codes) != 1 or jnp.shape(codes)[0] != total:
@@ -118,7 +127,25 @@ class AbstractModulation(eqx.Module):
         new = [self._modulate_layer(i, lay, c) for i, (lay, c) in enumerate(zip(layers, chunks))]
         return eqx.tree_at(linear_layers, model, new)
 
+
+def zero_code_bias(modulation: AbstractModulation, model: PyTree) -> Float[Array, " codes"]:
+    """A zero hypernetwork bias for ``modulation`` on ``model``."""
+    dtype = linear_layers(model)[0].weight.dtype
+    return jnp.zeros(modulation.num_codes(model), dtype)
+
+
+class AbstractStatelessModulation(AbstractModulation):
+    """A modulation whose every parameter comes from the codes (no meta parameters of its
+    own): `init` only checks the model, there is nothing to bind, and `penalty` is zero."""
+
+    def _check_bound(self, layers: list[eqx.nn.Linear]) -> None:
+        del layers
+
+    def init(self, model: PyTree, *, key: PRNGKeyArray) -> "AbstractStatelessModulation":
+        del key
+        self.num_codes(model)
+        return self
+
     def penalty(self, model: PyTree, codes: Float[Array, " codes"]) -> Float[Array, ""]:
-        """Regulariser added to the loss (zero unless a modulation defines one)."""
         self._split(model, codes)
         return jnp.zeros((), jnp.result_type(codes))

@@ -1,17 +1,24 @@
 """Full-weight modulation (CoDA): ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)``."""
 
 import equinox as eqx
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._base import AbstractModulation, layer_shape, replace_layer
+from ._base import AbstractStatelessModulation, layer_shape, replace_layer, zero_code_bias
 
 
-class FullWeight(AbstractModulation):
+class FullWeight(AbstractStatelessModulation):
     """Full-weight modulation ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)`` (spec §3, CoDA).
 
     ``ΔW_ℓ`` is a full ``out × in`` matrix from the hypernetwork. Codes per layer:
     ``out·in (+ out)``. The most expressive and by far the largest hypernetwork.
     """
+
+    def _check_layers(self, layers: list[eqx.nn.Linear]) -> None:
+        del layers
+
+    def code_bias(self, model: PyTree, *, key: PRNGKeyArray) -> Float[Array, " codes"]:
+        del key
+        return zero_code_bias(self, model)
 
     def _layer_num_codes(self, index: int, layer: eqx.nn.Linear) -> int:
         out_size, in_size, has_bias = layer_shape(layer)

@@ -4,7 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..nn._hnn import check_size
+from .._checks import check_int
 
 
 class Hypernet(eqx.Module):
@@ -36,8 +36,8 @@ class Hypernet(eqx.Module):
         - `dtype`: parameter dtype; defaults to JAX's default float.
         - `key`: PRNG key for ``A``.
         """
-        check_size("latent_dim", latent_dim)
-        check_size("num_codes", num_codes)
+        check_int("latent_dim", latent_dim)
+        check_int("num_codes", num_codes)
         linear = eqx.nn.Linear(latent_dim, num_codes, dtype=dtype, key=key)
         if bias is None:
             bias = jnp.zeros_like(linear.bias)

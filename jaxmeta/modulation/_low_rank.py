@@ -5,15 +5,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._base import AbstractModulation, layer_shape, linear_layers, replace_layer
-
-
-def check_rank(rank) -> None:
-    """Raise unless `rank` is a positive integer."""
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"`rank` must be an int, got rank={rank!r}.")
-    if rank <= 0:
-        raise ValueError(f"`rank` must be positive, got rank={rank!r}.")
+from .._checks import check_int
+from ._base import AbstractStatelessModulation, layer_shape, linear_layers, replace_layer
 
 
 def layer_rank(rank: int, layer: eqx.nn.Linear) -> int:
@@ -67,7 +60,7 @@ def low_rank_code_bias(rank: int, model: PyTree, *, key: PRNGKeyArray) -> Float[
     return jnp.concatenate(parts)
 
 
-class LowRank(AbstractModulation):
+class LowRank(AbstractStatelessModulation):
     """Low-rank modulation ``W_ℓ + U_ℓ(z) V_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (spec §3).
 
     ``U_ℓ ∈ R^{out×r}``, ``V_ℓ ∈ R^{in×r}`` and ``s_ℓ`` all come from the hypernetwork (the
@@ -79,7 +72,7 @@ class LowRank(AbstractModulation):
     rank: int = eqx.field(static=True)
 
     def __check_init__(self):
-        check_rank(self.rank)
+        check_int("rank", self.rank)
 
     def _check_layers(self, layers: list[eqx.nn.Linear]) -> None:
         check_layer_ranks(self.rank, layers)

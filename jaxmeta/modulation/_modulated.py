@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..nn._hnn import check_size
+from .._checks import check_int
 from ._base import AbstractModulation, linear_layers
 from ._hypernet import Hypernet
 
@@ -67,7 +67,7 @@ def modulate(
     """
     if not isinstance(modulation, AbstractModulation):
         raise TypeError(f"`modulation` must be an AbstractModulation, got {modulation!r}.")
-    check_size("latent_dim", latent_dim)
+    check_int("latent_dim", latent_dim)
     dtype = linear_layers(model)[0].weight.dtype
     k_init, k_bias, k_hyper = jax.random.split(key, 3)
     modulation = modulation.init(model, key=k_init)

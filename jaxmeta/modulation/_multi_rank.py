@@ -5,8 +5,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from .._checks import check_int, check_non_negative
 from ._base import AbstractModulation, layer_shape, linear_layers, replace_layer
-from ._low_rank import check_layer_ranks, check_rank, layer_rank
+from ._low_rank import check_layer_ranks, layer_rank
 
 
 def _orthonormal(key, rows: int, cols: int, dtype):
@@ -43,11 +44,9 @@ class MultiRank(AbstractModulation):
     d_init: float = eqx.field(static=True, default=1e-2)
 
     def __check_init__(self):
-        check_rank(self.rank)
+        check_int("rank", self.rank)
         for name in ("orth_weight", "sparsity_weight", "d_init"):
-            value = getattr(self, name)
-            if not value >= 0:
-                raise ValueError(f"`{name}` must be non-negative, got {name}={value!r}.")
+            check_non_negative(name, getattr(self, name))
 
     def _check_layers(self, layers: list[eqx.nn.Linear]) -> None:
         check_layer_ranks(self.rank, layers)
@@ -66,7 +65,7 @@ class MultiRank(AbstractModulation):
             )
         return eqx.tree_at(lambda m: m.bases, self, tuple(bases), is_leaf=lambda x: x is None)
 
-    def _check_bases(self, layers: list[eqx.nn.Linear]) -> None:
+    def _check_bound(self, layers: list[eqx.nn.Linear]) -> None:
         if self.bases is None:
             raise ValueError(
                 "`MultiRank` has no bases yet (bases=None): call `modulation.init(model, key=...)`"
@@ -97,12 +96,6 @@ class MultiRank(AbstractModulation):
         bias = layer.bias + codes[r:] if layer.bias is not None else None
         return replace_layer(layer, layer.weight + (u * d[None, :]) @ v.T, bias)
 
-    def apply(self, model: PyTree, codes: Float[Array, " codes"]) -> PyTree:
-        layers, chunks = self._split(model, codes)
-        self._check_bases(layers)
-        new = [self._modulate_layer(i, lay, c) for i, (lay, c) in enumerate(zip(layers, chunks))]
-        return eqx.tree_at(linear_layers, model, new)
-
     def code_bias(self, model: PyTree, *, key: PRNGKeyArray) -> Float[Array, " codes"]:
         del key
         parts = []
@@ -116,8 +109,7 @@ class MultiRank(AbstractModulation):
         return jnp.concatenate(parts)
 
     def penalty(self, model: PyTree, codes: Float[Array, " codes"]) -> Float[Array, ""]:
-        layers, chunks = self._split(model, codes)
-        self._check_bases(layers)
+        _, chunks = self._split(model, codes)
         orth = sparse = jnp.zeros((), jnp.result_type(codes))
         for (u, v), c in zip(self.bases, chunks):
             r = u.shape[1]

@@ -3,17 +3,20 @@
 import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._base import AbstractModulation
+from ._base import AbstractStatelessModulation
 from ._low_rank import low_rank_code_bias, low_rank_layer, low_rank_num_codes
 
 
-class RankOne(AbstractModulation):
+class RankOne(AbstractStatelessModulation):
     """Rank-one modulation ``W_ℓ + u_ℓ(z) v_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (spec §3, paper "RO").
 
     ``u_ℓ ∈ R^out``, ``v_ℓ ∈ R^in``, ``s_ℓ`` all from the hypernetwork; the same map as
     ``LowRank(1)``. Codes per layer: ``out + in (+ out)``. The hypernetwork bias starts
     LoRA-style: ``u`` part zero, ``v`` part random (see `LowRank`).
     """
+
+    def _check_layers(self, layers: list[eqx.nn.Linear]) -> None:
+        del layers  # rank 1 fits every layer
 
     def _layer_num_codes(self, index: int, layer: eqx.nn.Linear) -> int:
         return low_rank_num_codes(1, layer)

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_int
 from ..systems import canonical_poisson
 from ._grad import check_grad_mode, energy_gradient
-from ._hnn import check_size, check_state
+from ._hnn import check_state
 
 
 class GNN(eqx.Module):
@@ -58,10 +59,10 @@ class GNN(eqx.Module):
         - `dtype`: parameter dtype; defaults to JAX's default float.
         - `key`: PRNG key for the weights.
         """
-        check_size("num_q", num_q)
-        check_size("num_s", num_s)
-        check_size("width", width)
-        check_size("depth", depth, minimum=0)
+        check_int("num_q", num_q)
+        check_int("num_s", num_s)
+        check_int("width", width)
+        check_int("depth", depth, minimum=0)
         dtype = jnp.result_type(float) if dtype is None else dtype
         n = 2 * num_q + num_s
         k_kin, k_pot, k_core, k_skew = jax.random.split(key, 4)

@@ -7,16 +7,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_int
 from ..systems import canonical_poisson, symplectic_gradient
 from ._grad import check_grad_mode, energy_gradient
 
-
-def check_size(name: str, value, *, minimum: int = 1) -> None:
-    """Raise unless `value` is an integer ``>= minimum`` (shared by the nn models)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, got {name}={value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {name}={value!r}.")
+# jaxmeta/conservation/_meta.py still imports `check_size` from here; delete this alias once it
+# imports `check_int` from jaxmeta._checks.
+check_size = check_int
 
 
 def check_state(x, size: int) -> None:
@@ -63,11 +60,11 @@ class HNN(eqx.Module):
         - `dtype`: parameter dtype; defaults to JAX's default float.
         - `key`: PRNG key for the weights.
         """
-        check_size("state_dim", state_dim)
+        check_int("state_dim", state_dim)
         if state_dim % 2 != 0:
             raise ValueError(f"`state_dim` must be even (q, p), got state_dim={state_dim!r}.")
-        check_size("width", width)
-        check_size("depth", depth, minimum=0)
+        check_int("width", width)
+        check_int("depth", depth, minimum=0)
         self.mlp = eqx.nn.MLP(state_dim, "scalar", width, depth, activation, dtype=dtype, key=key)
         self.grad_mode = grad_mode
 
