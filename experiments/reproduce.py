@@ -4,12 +4,13 @@
     python -m experiments.reproduce --preset paper --seeds 0,1,2        # the paper's budget
 
 Runs the jobs below as ``experiments.run`` directories under ``--out`` (default
-``runs/reproduce-<preset>``), one (job, method, seed) at a time, and writes ``tables.md``:
-each table with our mean ± std beside the paper's numbers and a verdict line computed from
-them. With ``--time-budget MINUTES`` it starts a (job, method, seed) only if its estimated
-time (the longest finished one of the same method, else of any method) still fits,
-keeping ``RESERVE`` seconds to write the tables, then stops cleanly; the same command again
-continues where it stopped (and finishes at least one (job, method, seed) per call).
+``runs/reproduce-<preset>``), a (job, method) at a time, its pending seeds as one vmapped
+program (`jaxmeta.meta.fit_seeds`), and writes ``tables.md``: each table with our mean ± std
+beside the paper's numbers and a verdict line computed from them. With ``--time-budget
+MINUTES`` a unit starts only if its estimated time (the longest finished unit of the same
+method, else of any method, times its seeds) still fits, keeping ``RESERVE`` seconds to write
+the tables; where all pending seeds do not fit, one seed runs alone; then it stops cleanly,
+and the same command again continues where it stopped (finishing at least one unit a call).
 
 Jobs: ``main`` (Tables 1-2 and the K = 10 columns of 7-8: every system, every method),
 ``zero-init`` (Tables 9-10: modulations, latent initialised at zero), ``k<K>`` (Tables 4-8,
@@ -87,14 +88,14 @@ def _finished(config: RunConfig, method: str, seed: int) -> Path:
 
 
 def _estimate(configs: list[RunConfig], method: str) -> float | None:
-    """Seconds one (method, seed) is expected to take (training, scoring and, for a job's
-    first, compiling): the longest finished of ``method`` in these jobs, else of any method,
-    None if none has finished."""
+    """Seconds one (method, seed) is expected to take (training, scoring, compiling): the
+    longest finished unit of ``method`` in these jobs, else of any method, None if none has
+    finished. Conservative: a unit of several vmapped seeds takes longer than one of one."""
     seen = {}
     for config in configs:
         for path in config.out.glob("*/seed*/metrics.json"):
             record = json.loads(path.read_text())
-            wall = record.get("wall_seconds", record["train_seconds"])
+            wall = record.get("unit_seconds", record["train_seconds"])
             seen.setdefault(path.parts[-3], []).append(wall)
     pool = seen.get(method) or [t for ts in seen.values() for t in ts]
     return max(pool) if pool else None
@@ -156,33 +157,26 @@ def main(argv=None) -> int:
     print(f"jax {jax.__version__} | {jax.devices()} | {len(selected)} job(s) in {args.out}")
     stopped, ran = None, 0
     for job, config in zip(selected, configs):
-        units = [(m, s) for m in job.methods for s in config.seeds
-                 if not _finished(config, m, s).exists()]  # fmt: skip
-        if not units:
+        pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
+                   for m in job.methods}  # fmt: skip
+        if not any(pending.values()):
             continue
         prep = run.prepare(config)
-        for method, seed in units:
-            estimate = _estimate(configs, method)
-            elapsed = time.perf_counter() - start
-            if ran and budget is not None and elapsed + (estimate or 0.0) > budget - RESERVE:
-                stopped = (job.name, job.system, method, seed, estimate)
-                break
-            one = dataclasses.replace(config, methods=(method,), seeds=(seed,))
-            unit_start = time.perf_counter()
-            try:
-                run.run_method(one, prep, method)
-            except FloatingPointError as err:
-                print(f"{job.system}/{job.name} {method} seed {seed} diverged: {err}", flush=True)
-                (config.out / method).mkdir(parents=True, exist_ok=True)
-                (config.out / method / f"diverged-seed{seed}.txt").write_text(str(err))
-                continue
-            ran += 1
-            path = _finished(config, method, seed)
-            record = json.loads(path.read_text())
-            record["wall_seconds"] = time.perf_counter() - unit_start
-            path.write_text(json.dumps(record, indent=1))
-            print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
-                  f"{record['trajectory_error']:.4f} ({record['wall_seconds']:.0f} s)", flush=True)  # fmt: skip
+        for method, seeds in pending.items():
+            while seeds and not stopped:
+                estimate = _estimate(configs, method)
+                left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
+                # All pending seeds as one vmapped program where it fits (or without a budget),
+                # else one seed; a call always finishes at least one unit.
+                if left is None or (estimate is not None and estimate * len(seeds) <= left):
+                    group = seeds
+                elif not ran or (estimate is not None and estimate <= left):
+                    group = seeds[:1]
+                else:
+                    stopped = (job.name, job.system, method, seeds[0], estimate)
+                    break
+                seeds = seeds[len(group) :]
+                ran += _run_unit(job, config, prep, method, group)
         if stopped:
             break
     text = write_tables(selected, configs, Path(args.out) / "tables.md")
@@ -195,6 +189,32 @@ def main(argv=None) -> int:
               f"{system}/{name} {method} seed {seed} (~{estimate or 0:.0f} s) would not fit; "
               f"{left} (job, method, seed) left. Run the same command again to continue.")  # fmt: skip
     return 0
+
+
+def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> int:
+    """Train and score ``method`` for ``seeds`` (one vmapped program for several); records the
+    unit's wall time in each seed's ``metrics.json`` (``unit_seconds``, the estimate of later
+    units) or the divergence beside them. Returns 1 (a unit ran)."""
+    one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
+    unit_start = time.perf_counter()
+    try:
+        run.run_method(one, prep, method)
+    except FloatingPointError as err:
+        print(f"{job.system}/{job.name} {method} seeds {seeds} diverged: {err}", flush=True)
+        (config.out / method).mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            (config.out / method / f"diverged-seed{seed}.txt").write_text(str(err))
+        return 1
+    wall = time.perf_counter() - unit_start
+    for seed in seeds:
+        path = _finished(config, method, seed)
+        record = json.loads(path.read_text())
+        record["unit_seconds"] = wall
+        path.write_text(json.dumps(record, indent=1))
+        print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
+              f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",
+              flush=True)  # fmt: skip
+    return 1
 
 
 def _records(config: RunConfig, method: str) -> dict:
