@@ -151,3 +151,8 @@ def paper_value(
         if metric in ("field_error", "trajectory_error"):
             return _T78[method][i][0 if metric == "field_error" else 1]
     return None
+
+
+def varying_k(system: str) -> tuple[int, ...]:
+    """The K columns of the paper's varying-K table for ``system`` (Tables 4-8), or ()."""
+    return _VARYING_K[system][0] if system in _VARYING_K else ()

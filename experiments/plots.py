@@ -138,8 +138,9 @@ def validation_curves(histories: dict, path: Path) -> None:
         if hist["val_epoch"]:
             ax.semilogy(hist["val_epoch"], hist["val_error"], label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation field error")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("validation error")
+    if ax.get_legend_handles_labels()[0]:  # Scratch alone has no validation curve
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -29,7 +29,10 @@ from .evaluate import evaluate
 from .paper import paper_value
 from .registry import METHODS as METHODS, make_learner as _make_learner
 
-METRICS = ("trajectory_error", "field_error", "ssim", "energy_drift", "max_energy_drift",
+# The paper's three metrics (spec §5), then ours: rollout error, structure, time.
+PAPER_METRICS = ("trajectory_error", "field_error", "ssim")
+EXTRA_METRICS = ("rollout_error", "max_energy_drift", "min_entropy_rate")
+METRICS = (*PAPER_METRICS, "rollout_error", "energy_drift", "max_energy_drift",
            "min_entropy_rate", "max_degeneracy", "train_seconds")  # fmt: skip
 
 
@@ -126,7 +129,7 @@ def score(config: RunConfig, system, dataset, mesh, name: str, seed: int, result
     (out / "metrics.json").write_text(json.dumps(record, indent=1))
 
 
-def run_method(config: RunConfig, system, dataset, mesh, name: str, devices) -> list[dict]:
+def run_method(config: RunConfig, prep: "Prepared", name: str) -> list[dict]:
     """Train and score the seeds of ``name`` whose metrics are missing; returns every seed's
     record as read back from ``metrics.json`` (cached and fresh results have one shape)."""
     metrics = lambda seed: _seed_dir(config, name, seed) / "metrics.json"
@@ -134,9 +137,10 @@ def run_method(config: RunConfig, system, dataset, mesh, name: str, devices) -> 
     done = len(config.seeds) - len(pending)
     if done:
         print(f"{name:8s} reusing {done} finished seed(s) in {config.out / name}", flush=True)
-    trained = train(config, system, dataset, name, pending, devices) if pending else {}
+    system, dataset = prep.system, prep.dataset
+    trained = train(config, system, dataset, name, pending, prep.devices) if pending else {}
     for seed, (result, seconds) in trained.items():
-        score(config, system, dataset, mesh, name, seed, result, seconds)
+        score(config, system, dataset, prep.mesh, name, seed, result, seconds)
     return [json.loads(metrics(s).read_text()) for s in config.seeds]
 
 
@@ -168,32 +172,35 @@ def table_header(config: RunConfig, k: int) -> str:
 
 
 def write_table(system_name: str, summary: dict, path: Path, header: str, **paper) -> str:
-    """Our mean ± std beside the paper's value (``paper``: `paper_value`'s ``k``,
-    ``latent_init``) for each method; writes and returns the Markdown."""
-    cols = [m for m in ("trajectory_error", "field_error", "ssim")
-            if any(m in s for s in summary.values())]  # fmt: skip
-    lines = [header, "", "| method | " + " | ".join(f"{c} (ours) | {c} (paper)" for c in cols) + " |",
-             "|---|" + "---|---|" * len(cols)]  # fmt: skip
+    """The paper's metrics, ours (mean ± std over seeds) beside the paper's value (``paper``:
+    `paper_value`'s ``k``, ``latent_init``, ``overrides``), then our extras (rollout error,
+    max energy drift, min dS/dt) for each method; writes and returns the Markdown."""
+    present = lambda names: [m for m in names if any(m in s for s in summary.values())]
+    cols, extras = present(PAPER_METRICS), present(EXTRA_METRICS)
+    head = [f"{c} (ours) | {c} (paper)" for c in cols] + [f"{c} (ours)" for c in extras]
+    lines = [header, "", "| method | " + " | ".join(head) + " |",
+             "|---|" + "---|---|" * len(cols) + "---|" * len(extras)]  # fmt: skip
+    fmt = lambda s, c, spec: f"{s[c]['mean']:{spec}} ± {s[c]['std']:{spec}}" if c in s else "–"
     for method, s in summary.items():
         cells = []
         for c in cols:
-            if "diverged" in s:
-                ours = "diverged"
-            else:
-                ours = f"{s[c]['mean']:.3f} ± {s[c]['std']:.3f}" if c in s else "–"
             ref = paper_value(system_name, method, c, **paper)
+            ours = "diverged" if "diverged" in s else fmt(s, c, ".3f")
             cells += [ours, "–" if ref is None else f"{ref:.3f}"]
+        cells += ["diverged" if "diverged" in s else fmt(s, c, ".2e" if c != "rollout_error"
+                                                         else ".3f") for c in extras]  # fmt: skip
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
 
 
-def draw_figures(config: RunConfig, system, dataset, names: list[str]) -> None:
-    """Every figure, from the adapted models and trained states on disk (first seed)."""
-    seed, adapted = config.seeds[0], {}
-    kshot = next((m for m in ("mr", "ro", "fw", "shift") if m in names), None)
-    for name in names:
+def draw_figures(config: RunConfig, system, dataset, firsts: dict) -> None:
+    """Every figure, from the adapted models and trained states on disk (``firsts``: method ->
+    the seed to draw, its first finished one)."""
+    adapted = {}
+    kshot = next((m for m in ("mr", "ro", "fw", "shift") if m in firsts), None)
+    for name, seed in firsts.items():
         state_like, models_like = _skeletons(config, system, dataset, name)
         path = _seed_dir(config, name, seed)
         adapted[name] = eqx.tree_deserialise_leaves(path / "adapted.eqx", models_like)
@@ -206,8 +213,19 @@ def draw_figures(config: RunConfig, system, dataset, names: list[str]) -> None:
         plots.trajectories(system, dataset.test, adapted, config.out / "trajectories.png")
 
 
-def main(argv=None) -> int:
-    config = parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What every (method, seed) of a run shares: the system (with the preset's mesh), the
+    cached dataset, the field-error mesh and the number of devices to shard over."""
+
+    system: systems.AbstractSystem
+    dataset: data.Dataset
+    mesh: object
+    devices: int
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Build the system, load (or generate) the dataset and pick the device layout."""
     try:
         system = systems.get_system(config.system, **config.set)
     except (ValueError, TypeError) as err:
@@ -216,7 +234,6 @@ def main(argv=None) -> int:
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
         system = dataclasses.replace(system, mesh_points=preset.mesh_points_3d)
     config.out.mkdir(parents=True, exist_ok=True)
-    print(f"jaxmeta {version('jaxmeta')} | jax {jax.__version__} | {jax.devices()}", flush=True)
     dataset = load_dataset(system, config.shots, config.data_seed, config.out / "data")
     mesh = system.mesh() if system.mesh_bounds is not None else None
     num_train, available = dataset.train.num_functions, jax.device_count()
@@ -227,20 +244,26 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --devices: {err}") from err
     print(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
           f"{available} device(s)", flush=True)  # fmt: skip
-    summary, histories, scored = {}, {}, []
-    for name in config.methods:
-        try:
-            records = run_method(config, system, dataset, mesh, name, devices)
-        except FloatingPointError as err:  # one diverging method must not sink the others
-            print(f"{name:8s} diverged: {err}", flush=True)
-            summary[name] = {"diverged": str(err)}
+    return Prepared(system, dataset, mesh, devices)
+
+
+def report(config: RunConfig, prep: Prepared, done: dict) -> str:
+    """Write ``results.json``, ``table.md`` and the figures from ``done``: method -> the
+    records of its finished seeds (``{seed: record}``, possibly fewer than ``config.seeds``)
+    or the message of its divergence. Returns the table."""
+    summary, histories, firsts = {}, {}, {}
+    for name, records in done.items():
+        if isinstance(records, str):
+            summary[name] = {"diverged": records}
             continue
-        scored.append(name)
-        histories.update({f"{name}/seed{s}": r["history"] for s, r in zip(config.seeds, records)})
-        summary[name] = {m: _summary([r[m] for r in records]) for m in METRICS if m in records[0]}
-        line = f"{name:8s} trajectory error {summary[name]['trajectory_error']['mean']:.4f}"
-        print(line + f" ± {summary[name]['trajectory_error']['std']:.4f}", flush=True)
-    header = table_header(config, dataset.train.num_trajectories)
+        if not records:
+            continue
+        rows = list(records.values())
+        summary[name] = {m: _summary([r[m] for r in rows]) for m in METRICS if m in rows[0]}
+        summary[name]["seeds"] = list(records)
+        histories.update({f"{name}/seed{s}": r["history"] for s, r in records.items()})
+        firsts[name] = next(iter(records))
+    header = table_header(config, prep.dataset.train.num_trajectories)
     paper = {"k": config.shots, "latent_init": config.latent_init, "overrides": config.set}
     table = write_table(config.system, summary, config.out / "table.md", header, **paper)
     results = {
@@ -248,14 +271,33 @@ def main(argv=None) -> int:
         "config": config.to_json(),
         "versions": {p: version(p) for p in ("jaxmeta", "jax", "equinox", "optax", "diffrax")},
         "device": str(jax.devices()[0]),
-        "mesh": {"tasks": devices},
-        "k": dataset.train.num_trajectories,
+        "mesh": {"tasks": prep.devices},
+        "k": prep.dataset.train.num_trajectories,
         "methods": summary,
     }
     (config.out / "results.json").write_text(json.dumps(results, indent=1))
-    draw_figures(config, system, dataset, scored)
+    draw_figures(config, prep.system, prep.dataset, firsts)
     plots.validation_curves(histories, config.out / "validation.png")
-    print(table)
+    return table
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    print(f"jaxmeta {version('jaxmeta')} | jax {jax.__version__} | {jax.devices()}", flush=True)
+    prep = prepare(config)
+    done = {}
+    for name in config.methods:
+        try:
+            records = run_method(config, prep, name)
+        except FloatingPointError as err:  # one diverging method must not sink the others
+            print(f"{name:8s} diverged: {err}", flush=True)
+            done[name] = str(err)
+            continue
+        done[name] = dict(zip(config.seeds, records))
+        errors = [r["trajectory_error"] for r in records]
+        print(f"{name:8s} trajectory error {np.mean(errors):.4f} ± {np.std(errors):.4f}",
+              flush=True)  # fmt: skip
+    print(report(config, prep, done))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Metrics: zero (SSIM one) for the exact model, positive for a perturbed one, shapes, errors.
+"""Metrics: zero (SSIM one) for the exact model, positive for a perturbed one, one for a zero
+model (SSIM near zero for a zero or random field), shapes, errors.
 
 The "exact model" is a benchmark system at fixed ``μ`` wrapped as a model.
 """
@@ -17,8 +18,9 @@ from jaxmeta.metrics import (
     field_error,
     field_ssim,
     field_values,
+    rollout_error,
+    rollout_errors,
     trajectory_error,
-    trajectory_errors,
 )
 from jaxmeta.systems import (
     DampedNonlinearOscillator,
@@ -49,25 +51,75 @@ class GenericModel(SystemModel):
         return self.system.friction(x, self.mu)
 
 
-def _spring_trajectories(mus, x0s):
-    """Exact mass-spring trajectories, shape ``(functions, traj, time, 2)``."""
-    out = []
+def _spring_trajectories(mus, x0s, *, velocities=False):
+    """Exact mass-spring trajectories, shape ``(functions, traj, time, 2)``; with
+    ``velocities`` also their time derivatives (differentiated in closed form)."""
+    out, dout = [], []
     for (m, k), x0 in zip(mus, x0s):
         w = np.sqrt(k / m)
         q0, p0 = x0[..., 0:1], x0[..., 1:2]
-        q = q0 * np.cos(w * TS) + p0 / (m * w) * np.sin(w * TS)
-        p = -m * w * q0 * np.sin(w * TS) + p0 * np.cos(w * TS)
-        out.append(np.stack([q, p], axis=-1))
-    return jnp.asarray(np.stack(out), dtype=jnp.float32)
+        c, s = np.cos(w * TS), np.sin(w * TS)
+        out.append(np.stack([q0 * c + p0 / (m * w) * s, -m * w * q0 * s + p0 * c], axis=-1))
+        dout.append(np.stack([-w * q0 * s + p0 / m * c, -m * w**2 * q0 * c - w * p0 * s], -1))
+    xs = jnp.asarray(np.stack(out), dtype=jnp.float32)
+    return (xs, jnp.asarray(np.stack(dout), dtype=jnp.float32)) if velocities else xs
 
 
-def test_trajectory_errors_exact_and_perturbed():
+def test_trajectory_error_exact_zero_and_batched():
+    mus = np.array([[1.0, 2.0], [0.7, 1.2]])
+    x0s = np.random.default_rng(0).uniform(-1, 1, (2, 3, 2))
+    xs, dxs = _spring_trajectories(mus, x0s, velocities=True)  # (2 functions, 3 traj, 31, 2)
+    exact = SystemModel(MassSpring(), jnp.asarray(mus, jnp.float32))
+    errors = eqx.filter_vmap(trajectory_error)(exact, xs, dxs)
+    assert errors.shape == (2,)
+    assert float(errors.max()) < 1e-5  # float32 round-off of O(1) velocities
+    perturbed = SystemModel(MassSpring(), jnp.asarray(1.1 * mus, jnp.float32))
+    assert float(eqx.filter_vmap(trajectory_error)(perturbed, xs, dxs).min()) > 1e-2
+    # ‖0 − F‖ / ‖F‖ = 1 for a model that predicts no motion.
+    zero = trajectory_error(jnp.zeros_like, xs[1], dxs[1])
+    np.testing.assert_allclose(zero, 1.0, rtol=1e-6)
+    model_1 = SystemModel(MassSpring(), jnp.asarray(mus[1], jnp.float32))
+    np.testing.assert_allclose(trajectory_error(model_1, xs[1], dxs[1]), errors[1], rtol=1e-6)
+
+
+def test_trajectory_error_by_hand():
+    # f(x) = 2x at the states (1, 0) and (0, 1) with true velocities (1, 1) and (0, 2):
+    # residuals (1, -1) and (0, 0), so ‖f̂ − F‖ / ‖F‖ = √2 / √6 over all states at once (the
+    # mean of per-state ratios would be 1/2).
+    xs = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    dxs = jnp.array([[1.0, 1.0], [0.0, 2.0]])
+    double = lambda x: 2.0 * x
+    np.testing.assert_allclose(trajectory_error(double, xs, dxs), 1 / np.sqrt(3), rtol=1e-6)
+    # Any leading shape: the states of (trajectories, time) at once.
+    np.testing.assert_allclose(
+        trajectory_error(double, xs[None], dxs[None]), 1 / np.sqrt(3), rtol=1e-6
+    )
+
+
+def test_trajectory_error_bad_inputs():
+    model = SystemModel(MassSpring(), jnp.array([1.0, 2.0]))
+    xs = jnp.ones((3, 31, 2))
+    with pytest.raises(
+        ValueError, match=r"`dxs` must have the shape of `xs` \(3, 31, 2\).*\(3, 30, 2\)"
+    ):
+        trajectory_error(model, xs, xs[:, 1:])
+    with pytest.raises(ValueError, match=r"`xs` must have shape \(\.\.\., dim\), got shape \(\)"):
+        trajectory_error(model, jnp.ones(()), jnp.ones(()))
+    with pytest.raises(ValueError, match="`xs` holds no states"):
+        trajectory_error(model, xs[:0], xs[:0])
+    with pytest.raises(ValueError, match=r"`model\(x\)` must return the state's shape \(2,\)"):
+        trajectory_error(lambda x: x[:1], xs, xs)
+    with pytest.raises(TypeError, match="`model` must be callable"):
+        trajectory_error(None, xs, xs)
+
+
+def test_rollout_errors_exact_and_perturbed():
     mus = np.array([[1.0, 2.0], [0.7, 1.2]])
     x0s = np.random.default_rng(0).uniform(-1, 1, (2, 3, 2))
     xs_true = _spring_trajectories(mus, x0s)  # (2 functions, 3 trajectories, 31, 2)
 
     def errors(models):
-        return eqx.filter_vmap(lambda m, xs: trajectory_errors(m, xs, TS))(models, xs_true)
+        return eqx.filter_vmap(lambda m, xs: rollout_errors(m, xs, TS))(models, xs_true)
 
     exact = errors(SystemModel(MassSpring(), jnp.asarray(mus, jnp.float32)))
     perturbed = errors(SystemModel(MassSpring(), jnp.asarray(1.1 * mus, jnp.float32)))
@@ -75,19 +127,19 @@ def test_trajectory_errors_exact_and_perturbed():
     assert float(exact.max()) < 1e-4  # RK4 at the data step, against the exact flow
     assert float(perturbed.min()) > 1e-2
     model_1 = SystemModel(MassSpring(), jnp.asarray(mus[1], jnp.float32))
-    single = trajectory_error(model_1, xs_true[1, 2], TS)
+    single = rollout_error(model_1, xs_true[1, 2], TS)
     np.testing.assert_allclose(single, exact[1, 2], rtol=1e-4, atol=1e-7)
 
 
-def test_trajectory_error_bad_inputs():
+def test_rollout_error_bad_inputs():
     model = SystemModel(MassSpring(), jnp.array([1.0, 2.0]))
     xs = jnp.ones((31, 2))
     with pytest.raises(ValueError, match="time, dim"):
-        trajectory_error(model, xs[None], TS)
+        rollout_error(model, xs[None], TS)
     with pytest.raises(ValueError, match="traj, time, dim"):
-        trajectory_errors(model, xs, TS)
+        rollout_errors(model, xs, TS)
     with pytest.raises(ValueError, match="time points"):
-        trajectory_error(model, xs[:10], TS)
+        rollout_error(model, xs[:10], TS)
 
 
 def _spring_setup(points=20):
@@ -123,17 +175,35 @@ def test_field_error_bad_inputs():
         field_values(None, mesh)
 
 
-def test_field_ssim():
-    system, mu, mesh = _spring_setup()
+@pytest.mark.parametrize("points", [20, 100])  # 100: the paper's mesh for mass-spring
+def test_field_ssim_discriminates(points):
+    system, mu, mesh = _spring_setup(points)
+    shape = (points, points)
     true = field_values(lambda x: system.vector_field(x, mu), mesh)
     close = field_values(SystemModel(system, 1.05 * mu), mesh)
     far = field_values(SystemModel(Pendulum(), mu), mesh)
-    ssim_exact = field_ssim(true, true, (20, 20))
-    ssim_close = field_ssim(close, true, (20, 20))
-    ssim_far = field_ssim(far, true, (20, 20))
+    noise = jnp.std(true, axis=0)[None] * jax.random.normal(jax.random.key(1), true.shape)
+    ssim_exact = field_ssim(true, true, shape)
     assert ssim_exact.shape == ()
     np.testing.assert_allclose(ssim_exact, 1.0, atol=1e-5)
-    assert 1.0 - 1e-4 > float(ssim_close) > float(ssim_far)
+    # A zero field (the zero-velocity model) or a random one of the true field's scale scores
+    # near 0; a slightly perturbed field lies strictly between that and the truth.
+    assert abs(float(field_ssim(jnp.zeros_like(true), true, shape))) < 0.1
+    assert abs(float(field_ssim(noise, true, shape))) < 0.1
+    ssim_close = float(field_ssim(close, true, shape))
+    assert 1.0 - 1e-4 > ssim_close > 0.5
+    assert ssim_close > float(field_ssim(far, true, shape))
+    # Each channel is scaled by its own true range: rescaling a channel of both fields (a
+    # change of units) leaves SSIM unchanged.
+    units = jnp.array([[7.0, 1.0]])
+    np.testing.assert_allclose(
+        field_ssim(units * close, units * true, shape), ssim_close, rtol=1e-5
+    )
+
+
+def test_field_ssim_bad_inputs():
+    system, mu, mesh = _spring_setup()
+    true = field_values(lambda x: system.vector_field(x, mu), mesh)
     with pytest.raises(ValueError, match="points, channels"):
         field_ssim(true[:-1], true, (20, 20))
     with pytest.raises(ValueError, match="has 399 points"):
@@ -142,6 +212,8 @@ def test_field_ssim():
         field_ssim(true, true, (4, 10, 10))
     with pytest.raises(ValueError, match="at least 11"):
         field_ssim(true, true, (40, 10))
+    with pytest.raises(ValueError, match="`floor` must be positive"):
+        field_ssim(true, true, (20, 20), floor=0.0)
 
 
 def test_energy_drift():

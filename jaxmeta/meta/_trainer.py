@@ -97,11 +97,15 @@ def adapt(learner, state, tasks: TaskSet, key) -> Adapted:
 
 @eqx.filter_jit
 def validation_error(learner, state, tasks: TaskSet, key) -> Float[Array, " F"]:
-    """Adapt to each function (Algorithm 2), then the relative field error on its query
-    trajectories (novel initial states, exact velocities)."""
+    """Adapt to each function (Algorithm 2), then the relative field error of the adapted
+    model on the same support trajectories (states and finite-difference velocities).
+
+    Validation sees only what Algorithm 2 sees (spec §4: the paper samples extra novel-IC
+    trajectories "for testing only"), so any query trajectories of ``tasks`` are ignored.
+    """
     adapted = adapt(learner, state, tasks, key)
-    qx, qdx = flatten_query(tasks)
-    return eqx.filter_vmap(relative_field_error)(adapted.models, qx, qdx)
+    xs, dxs = flatten_support(tasks)
+    return eqx.filter_vmap(relative_field_error)(adapted.models, xs, dxs)
 
 
 def _mean_validation_error(learner, state, tasks, key):

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_positive
+
 State = Float[Array, " dim"]
 
 
@@ -84,21 +86,26 @@ def field_ssim(
 
     Both ``(points, channels)`` arrays are reshaped to ``(*shape, channels)`` images (a mesh
     from ``system.mesh()`` is in ``indexing="ij"`` order, so axis 0 is ``q`` and axis 1 is
-    ``p``; each state component is a channel). Normalisation (jaxmeta's choice; the
-    paper's is unknown): each channel of both images is divided by the true field's
-    largest magnitude in that channel (at least ``floor``) and mapped from ``[-1, 1]`` to
-    ``[0, 1]`` by ``(v + 1) / 2``; SSIM is then `dm_pix.ssim` with ``max_val=1`` and its
-    defaults (11×11 Gaussian window, σ = 1.5), averaged over pixels and channels. The true
-    image thus spans ``[0, 1]``; the learned one may stray outside, which lowers SSIM. The
-    shift to ``[0, 1]`` keeps the luminance term well-conditioned for fields whose channel
-    means are near zero.
+    ``p``; each state component is a channel). Normalisation (spec §5; the paper does not
+    give its own): each channel of *both* images is divided by the true field's range in
+    that channel, ``max − min`` over the mesh (at least ``floor``), and is not shifted, so a
+    signed field stays signed. The true image's channels then span an interval of length 1,
+    which is the dynamic range handed to `dm_pix.ssim` (``max_val=1``, so SSIM's stabilising
+    constants are ``(0.01)²`` and ``(0.03)²`` of the squared range); its other defaults are
+    kept (11×11 Gaussian window, σ = 1.5), and SSIM is averaged over pixels and channels.
+
+    Without the shift the score discriminates: a zero field or an unrelated (e.g. random)
+    field scores near 0, the true field 1. (Shifting a signed field into ``[0, 1]`` puts
+    every local mean near 0.5, so the luminance term alone gave a zero field 0.56–0.71.)
+    Signed images can have local means or covariances of opposite sign, so the score lies
+    in ``[−1, 1]``.
 
     **Arguments:**
 
     - `model_field_values`: the learned field on the mesh, shape ``(points, channels)``.
     - `true_field_values`: the true field on the same mesh, same shape.
     - `shape`: the mesh's grid shape ``(n0, n1)`` with ``n0 n1 = points``, each ≥ 11.
-    - `floor`: smallest per-channel scale (guards an identically-zero true channel).
+    - `floor`: smallest per-channel range (guards a constant true channel).
 
     **Returns:** a scalar, 1 for identical fields.
     """
@@ -119,10 +126,11 @@ def field_ssim(
         )
     if min(shape) < 11:
         raise ValueError(f"`shape` must be at least 11 per axis (SSIM window), got {shape}.")
-    scale = jnp.maximum(jnp.max(jnp.abs(true), axis=0), floor)
+    check_positive("floor", floor)
+    scale = jnp.maximum(jnp.max(true, axis=0) - jnp.min(true, axis=0), floor)
 
     def image(values):
-        return (values / scale[None, :] + 1.0).reshape(*shape, -1) / 2.0
+        return (values / scale[None, :]).reshape(*shape, -1)
 
     # dm-pix mixes int and float inside its Gaussian window: allow standard promotion there.
     with jax.numpy_dtype_promotion("standard"):

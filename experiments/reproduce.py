@@ -1,0 +1,255 @@
+"""Every table of the paper in one command, resumable under a time budget.
+
+    python -m experiments.reproduce --preset quick --systems pendulum --time-budget 10
+    python -m experiments.reproduce --preset paper --seeds 0,1,2        # the paper's budget
+
+Runs the jobs below as ``experiments.run`` directories under ``--out`` (default
+``runs/reproduce-<preset>``), a (job, method) at a time, its pending seeds as one vmapped
+program (`jaxmeta.meta.fit_seeds`), and writes ``tables.md``: each table with our mean ± std
+beside the paper's numbers and a verdict line computed from them. With ``--time-budget
+MINUTES`` a unit starts only if its estimated time (the longest finished unit of the same
+method, else of any method, times its seeds) still fits, keeping ``RESERVE`` seconds to write
+the tables; where all pending seeds do not fit, one seed runs alone; then it stops cleanly,
+and the same command again continues where it stopped (finishing at least one unit a call).
+
+Jobs: ``main`` (Tables 1-2 and the K = 10 columns of 7-8: every system, every method),
+``zero-init`` (Tables 9-10: modulations, latent initialised at zero), ``k<K>`` (Tables 4-8,
+the other K of each system) and ``dno-targeted`` (App. G.2.1, a figure in the paper: ours
+only).
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from jaxmeta import systems
+
+from . import run
+from ._cli import parse_seeds
+from .config import PRESETS, RunConfig
+from .paper import varying_k
+from .registry import METHODS, MODULATIONS
+from .verdict import verdict_lines
+
+TARGETED_DNO = (("ic_bounds", ((-0.5, 0.5), (-0.5, 0.5), (1.0, 2.0))),)
+# Seconds kept at the end of a --time-budget for writing the tables and figures.
+RESERVE = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One ``experiments.run`` directory: a system under one setting, and its methods."""
+
+    name: str
+    system: str
+    methods: tuple[str, ...]
+    shots: int | None = None
+    latent_init: str = "mean"
+    overrides: tuple = ()
+
+    @property
+    def title(self) -> str:
+        what = {"main": "Tables 1-2, 7-8", "zero-init": "Tables 9-10 (zero latent init)",
+                "dno-targeted": "DNO targeted sampling (App. G.2.1; no paper numbers)"}  # fmt: skip
+        return f"{self.system}: " + what.get(self.name, f"Tables 4-8 (K = {self.shots})")
+
+
+def jobs(system_names) -> list[Job]:
+    """Every job for ``system_names``, the main table of every system first."""
+    modulations = tuple(MODULATIONS)
+    out = [Job("main", s, METHODS) for s in system_names]
+    out += [Job("zero-init", s, modulations, latent_init="zero")
+            for s in system_names if s in ("mass-spring", "pendulum", "duffing", "kepler")]  # fmt: skip
+    for s in system_names:
+        default = systems.SYSTEMS[s].default_num_trajectories
+        out += [Job(f"k{k}", s, METHODS, shots=k) for k in varying_k(s) if k != default]
+    if "dno" in system_names:
+        out.append(Job("dno-targeted", "dno", modulations, overrides=TARGETED_DNO))
+    return out
+
+
+def job_config(job: Job, args) -> RunConfig:
+    preset = PRESETS[args.preset]
+    return RunConfig(
+        system=job.system, methods=job.methods, seeds=tuple(args.seeds), shots=job.shots,
+        overrides=job.overrides, preset=args.preset, epochs=args.epochs or preset.epochs,
+        val_every=preset.val_every, latent_init=job.latent_init,
+        out=Path(args.out) / f"{job.system}-{job.name}", progress=not args.no_progress,
+    )  # fmt: skip
+
+
+def _finished(config: RunConfig, method: str, seed: int) -> Path:
+    return config.out / method / f"seed{seed}" / "metrics.json"
+
+
+def _estimate(configs: list[RunConfig], method: str) -> float | None:
+    """Seconds one (method, seed) is expected to take (training, scoring, compiling): the
+    longest finished unit of ``method`` in these jobs, else of any method, None if none has
+    finished. Conservative: a unit of several vmapped seeds takes longer than one of one."""
+    seen = {}
+    for config in configs:
+        for path in config.out.glob("*/seed*/metrics.json"):
+            record = json.loads(path.read_text())
+            wall = record.get("unit_seconds", record["train_seconds"])
+            seen.setdefault(path.parts[-3], []).append(wall)
+    pool = seen.get(method) or [t for ts in seen.values() for t in ts]
+    return max(pool) if pool else None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--systems", default=",".join(systems.SYSTEMS),
+                   help=f"comma-separated subset of: {', '.join(systems.SYSTEMS)}")  # fmt: skip
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated model seeds (default 0,1,2)")
+    p.add_argument("--jobs", default=None,
+                   help="comma-separated job names to run (main, zero-init, k<K>, dno-targeted; "
+                        "default: all)")  # fmt: skip
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of: {', '.join(METHODS)} (default: every "
+                        "method of each job)")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop cleanly before a (job, method, seed) that would not fit")  # fmt: skip
+    p.add_argument("--out", default=None, help="output directory (default runs/reproduce-<preset>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = p.parse_args(argv)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in names if s not in systems.SYSTEMS]
+    if bad or not names:
+        p.error(f"--systems: unknown {bad or args.systems!r}; valid: {', '.join(systems.SYSTEMS)}")
+    args.systems = names
+    args.seeds = parse_seeds(p, args.seeds)
+    if args.methods is not None:
+        args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in args.methods if m not in METHODS]
+        if bad or not args.methods:
+            p.error(f"--methods: unknown {bad or args.methods!r}; valid: {', '.join(METHODS)}")
+    if args.jobs is not None:
+        args.jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+        names = {j.name for j in jobs(list(systems.SYSTEMS))}
+        bad = [j for j in args.jobs if j not in names]
+        if bad or not args.jobs:
+            p.error(f"--jobs: unknown {bad or args.jobs!r}; valid: {', '.join(sorted(names))}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        p.error(f"--time-budget must be > 0 minutes, got {args.time_budget}")
+    args.out = args.out or f"runs/reproduce-{args.preset}"
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    budget = None if args.time_budget is None else 60 * args.time_budget
+    selected = [j for j in jobs(args.systems) if args.jobs is None or j.name in args.jobs]
+    if args.methods is not None:
+        keep = lambda j: tuple(m for m in j.methods if m in args.methods)
+        selected = [dataclasses.replace(j, methods=keep(j)) for j in selected if keep(j)]
+    configs = [job_config(j, args) for j in selected]
+    print(f"jax {jax.__version__} | {jax.devices()} | {len(selected)} job(s) in {args.out}")
+    stopped, ran = None, 0
+    for job, config in zip(selected, configs):
+        pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
+                   for m in job.methods}  # fmt: skip
+        if not any(pending.values()):
+            continue
+        prep = run.prepare(config)
+        for method, seeds in pending.items():
+            while seeds and not stopped:
+                estimate = _estimate(configs, method)
+                left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
+                # All pending seeds as one vmapped program where it fits (or without a budget),
+                # else one seed; a call always finishes at least one unit.
+                if left is None or (estimate is not None and estimate * len(seeds) <= left):
+                    group = seeds
+                elif not ran or (estimate is not None and estimate <= left):
+                    group = seeds[:1]
+                else:
+                    stopped = (job.name, job.system, method, seeds[0], estimate)
+                    break
+                seeds = seeds[len(group) :]
+                ran += _run_unit(job, config, prep, method, group)
+        if stopped:
+            break
+    text = write_tables(selected, configs, Path(args.out) / "tables.md")
+    print(text)
+    if stopped:
+        name, system, method, seed, estimate = stopped
+        left = sum(not _finished(c, m, s).exists() for j, c in zip(selected, configs)
+                   for m in j.methods for s in c.seeds)  # fmt: skip
+        print(f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min: next "
+              f"{system}/{name} {method} seed {seed} (~{estimate or 0:.0f} s) would not fit; "
+              f"{left} (job, method, seed) left. Run the same command again to continue.")  # fmt: skip
+    return 0
+
+
+def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> int:
+    """Train and score ``method`` for ``seeds`` (one vmapped program for several); records the
+    unit's wall time in each seed's ``metrics.json`` (``unit_seconds``, the estimate of later
+    units) or the divergence beside them. Returns 1 (a unit ran)."""
+    one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
+    unit_start = time.perf_counter()
+    try:
+        run.run_method(one, prep, method)
+    except FloatingPointError as err:
+        print(f"{job.system}/{job.name} {method} seeds {seeds} diverged: {err}", flush=True)
+        (config.out / method).mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            (config.out / method / f"diverged-seed{seed}.txt").write_text(str(err))
+        return 1
+    wall = time.perf_counter() - unit_start
+    for seed in seeds:
+        path = _finished(config, method, seed)
+        record = json.loads(path.read_text())
+        record["unit_seconds"] = wall
+        path.write_text(json.dumps(record, indent=1))
+        print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
+              f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",
+              flush=True)  # fmt: skip
+    return 1
+
+
+def _records(config: RunConfig, method: str) -> dict:
+    out = {}
+    for seed in config.seeds:
+        path = _finished(config, method, seed)
+        if path.exists():
+            out[seed] = json.loads(path.read_text())
+        elif (config.out / method / f"diverged-seed{seed}.txt").exists():
+            return (config.out / method / f"diverged-seed{seed}.txt").read_text()
+    return out
+
+
+def write_tables(selected, configs, path: Path) -> str:
+    """``tables.md``: every job with any finished (method, seed), its verdict lines, and how
+    many seeds each method has."""
+    parts = ["# Our numbers beside the paper's\n"]
+    for job, config in zip(selected, configs):
+        done = {m: _records(config, m) for m in job.methods}
+        if not any(done.values()):
+            continue
+        prep = run.prepare(config)
+        table = run.report(config, prep, done)
+        counts = ", ".join(f"{m} {len(r) if isinstance(r, dict) else 'diverged'}"
+                           for m, r in done.items())  # fmt: skip
+        summary = json.loads((config.out / "results.json").read_text())["methods"]
+        paper = {"k": config.shots, "latent_init": config.latent_init, "overrides": config.set}
+        verdicts = verdict_lines(config.system, summary, **paper)
+        parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
+                     + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
+    text = "\n".join(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""experiments.reproduce: the job list, the verdict lines, and a time budget that stops cleanly
+and resumes where it stopped."""
+
+import json
+
+import pytest
+
+from experiments import reproduce
+from experiments.verdict import verdict_lines
+
+
+def test_jobs_cover_every_paper_table():
+    names = {(j.system, j.name) for j in reproduce.jobs(list(reproduce.systems.SYSTEMS))}
+    for system in ("mass-spring", "pendulum", "duffing", "kepler", "dno", "tgc"):
+        assert (system, "main") in names
+    for system in ("mass-spring", "pendulum", "duffing", "kepler"):
+        assert (system, "zero-init") in names
+    # The other K of each varying-K table (Tables 4-8); K = default is the main job.
+    assert {n for s, n in names if s == "mass-spring" and n.startswith("k")} == {"k10", "k30"}
+    assert {n for s, n in names if s == "duffing" and n.startswith("k")} == {"k5", "k20"}
+    assert {n for s, n in names if s == "kepler" and n.startswith("k")} == set()
+    assert ("dno", "dno-targeted") in names
+
+
+def _summary(values: dict, metric="trajectory_error") -> dict:
+    return {m: {metric: {"mean": v}} for m, v in values.items()}
+
+
+def test_verdict_counts_the_papers_orderings_in_ours_and_theirs():
+    ordered = {"scratch": 0.9, "maml": 0.5, "reptile": 0.6, "anil": 0.7,
+               "shift": 0.3, "fw": 0.2, "ro": 0.1, "mr": 0.15}  # fmt: skip
+    (line,) = verdict_lines("pendulum", _summary(ordered))
+    assert "ordering holds here" in line
+    assert "modulations beating the best optimisation-based method 4/4 (paper 4/4)" in line
+    # Paper Table 1, pendulum: ANIL (2.227) loses to Scratch (0.839); MR (0.146) is best.
+    assert "optimisation-based beating Scratch 3/3 (paper 2/3)" in line
+    assert "best ro (paper mr)" in line
+    reversed_ = {m: 1.0 - v for m, v in ordered.items()}
+    (line,) = verdict_lines("pendulum", _summary(reversed_))
+    assert "does not hold" in line and "4/4" not in line.split("(paper")[0]
+    # SSIM: higher is better.
+    (line,) = verdict_lines("pendulum", _summary(reversed_, "ssim"))
+    assert "ordering holds here" in line
+
+
+def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "RESERVE", 0.0)
+    out = tmp_path / "rep"
+    argv = ["--systems", "pendulum", "--jobs", "main", "--methods", "scratch,ro", "--seeds",
+            "0", "--epochs", "1", "--time-budget", "0.001", "--out", str(out), "--no-progress"]  # fmt: skip
+    run_dir = out / "pendulum-main"
+    assert reproduce.main(argv) == 0  # one (job, method, seed) per call at the least
+    assert "time budget reached" in capsys.readouterr().out
+    assert (run_dir / "scratch" / "seed0" / "metrics.json").exists()
+    assert not (run_dir / "ro" / "seed0" / "metrics.json").exists()
+    tables = (out / "tables.md").read_text()
+    assert (
+        "| scratch |" in tables
+        and "| ro |" not in tables
+        and "Seeds finished: scratch 1, ro 0" in tables
+    )
+    first = (run_dir / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
+    assert reproduce.main(argv) == 0  # continues with ro; scratch untouched; nothing left
+    assert (run_dir / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == first
+    assert "time budget reached" not in capsys.readouterr().out
+    tables = (out / "tables.md").read_text()
+    assert "| ro |" in tables and "Seeds finished: scratch 1, ro 1" in tables
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["methods"]) == {"scratch", "ro"}
+    assert results["methods"]["ro"]["seeds"] == [0]
+
+
+def test_bad_flags_are_named(capsys):
+    for argv, message in ((["--systems", "spring"], "--systems: unknown ['spring']"),
+                          (["--seeds", "0,0"], "--seeds must not repeat a seed"),
+                          (["--methods", "sgd"], "--methods: unknown ['sgd']"),
+                          (["--jobs", "table3"], "--jobs: unknown ['table3']"),
+                          (["--time-budget", "0"], "--time-budget must be > 0")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            reproduce.parse_args(argv)
+        assert message in capsys.readouterr().err
