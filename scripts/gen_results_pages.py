@@ -12,7 +12,9 @@ say now, so re-running an experiment and rebuilding the site updates every numbe
 ``<!-- gen:figures DIR -->``
     every PNG figure in ``DIR``.
 ``<!-- gen:headline DIR METRIC -->``
-    one table, methods × systems, of ``METRIC`` from every ``DIR/*/results.json``.
+    one table, methods × systems, of ``METRIC`` from the default run of each system
+    (``DIR/<system>/results.json``; runs in other directories, such as ``pendulum-k20``, are
+    left out).
 ``<!-- gen:benchmarks DIR -->``
     every ``DIR/*.md`` benchmark table and ``DIR/*.png`` figure.
 ``<!-- gen:section FILE#HEADING -->``
@@ -111,6 +113,8 @@ def _format(x) -> str:
 def _mean_std(entry) -> str:
     if isinstance(entry, dict) and "mean" in entry:
         std = entry.get("std")
+        if len(entry.get("per_seed", [None, None])) == 1:
+            std = None  # one seed: no spread to show
         return _format(entry["mean"]) + ("" if std is None else f" ± {_format(std)}")
     return _format(entry)
 
@@ -148,7 +152,8 @@ def _run(arg: str, page_uri: str, level: int) -> str:
     full = metrics_table(results)
     if full:
         parts += [
-            f"Every metric in `{arg}/results.json` (mean ± std over seeds):",
+            f"Every metric in `{arg}/results.json` (the mean over seeds, ± their std when"
+            " there are several):",
             full,
         ]
     figs = figures(directory, page_uri)
@@ -172,17 +177,34 @@ def _figures(arg: str, page_uri: str, level: int) -> str:
     return out
 
 
+def _system_order() -> list[str]:
+    try:
+        from jaxmeta.systems import SYSTEMS
+    except ImportError:
+        return []
+    return list(SYSTEMS)
+
+
 def _headline(arg: str, page_uri: str, level: int) -> str:
     directory, _, metric = arg.partition(" ")
     if not metric:
         raise DirectiveError("gen:headline needs a directory and a metric name.")
-    runs = sorted(p.parent for p in _path(directory, kind="dir").glob("*/results.json"))
-    columns, rows = [], {}
-    for run in runs:
-        results = json.loads((run / "results.json").read_text())
+    # The default run of each system: the directory named after its system (not -k20 etc.).
+    runs = []
+    for path in sorted(_path(directory, kind="dir").glob("*/results.json")):
+        results = json.loads(path.read_text())
+        if results.get("system") == path.parent.name:
+            runs.append((path.parent, results))
+    order = _system_order()
+    runs.sort(
+        key=lambda r: (order.index(r[0].name) if r[0].name in order else len(order), r[0].name)
+    )
+    columns, rows, used = [], {}, []
+    for run, results in runs:
         methods = results.get("methods", {})
         if not any(isinstance(m, dict) and metric in m for m in methods.values()):
             continue
+        used.append(run)
         columns.append(results.get("system", run.name))
         for method, metrics in methods.items():
             cell = (
@@ -196,8 +218,10 @@ def _headline(arg: str, page_uri: str, level: int) -> str:
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for method, cells in rows.items():
         lines.append(f"| {method} | " + " | ".join(cells.get(c, "–") for c in columns) + " |")
-    sources = ", ".join(f"`{run.relative_to(ROOT).as_posix()}`" for run in runs)
-    return "\n".join(lines) + f"\n\n`{metric}`, mean ± std over seeds, from {sources}."
+    sources = ", ".join(f"`{run.relative_to(ROOT).as_posix()}/`" for run in used)
+    return (
+        "\n".join(lines) + f"\n\n`{metric}` (mean over seeds, ± std when several) from {sources}."
+    )
 
 
 def _benchmarks(arg: str, page_uri: str, level: int) -> str:
