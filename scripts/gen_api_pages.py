@@ -3,14 +3,18 @@
 Every public subpackage or module of ``jaxmeta`` gets one page, holding one mkdocstrings entry
 (``::: jaxmeta.meta.fit``) per public name, in the order its ``__init__.py`` exports them:
 
-- a subpackage's public names are its re-exports ``from ._x import Y as Y``;
-- a single-file module's (``io``, ``losses``, ``rollout``) are its public functions and classes
-  and its public constants (``FORMAT = 1``), not its imports or type aliases.
+- a package's public names are its re-exports ``from ._x import Y as Y`` (for ``jaxmeta``
+  itself, those that are not subpackages: its page is ``api/jaxmeta.md``, written only when it
+  has such names);
+- a single-file module's (``io``, ``losses``) are its public functions and classes and its
+  public constants (``FORMAT = 1``), not its imports or type aliases.
 
-Names are read from the source (``ast``), so nothing is imported. After a rename, re-run::
+The API section of the ``nav`` in ``mkdocs.yml`` (between the ``gen-api-nav`` comments) is
+rewritten to list the pages. Names are read from the source (``ast``), so nothing is imported.
+After a rename, a new module or a removed one, re-run::
 
-    python scripts/gen_api_pages.py          # rewrite docs/api/
-    python scripts/gen_api_pages.py --check  # exit 1 if docs/api/ is out of date
+    python scripts/gen_api_pages.py          # rewrite docs/api/ and the nav
+    python scripts/gen_api_pages.py --check  # exit 1 if either is out of date
 
 The pages carry no hand-written text: what they say comes from the docstrings.
 """
@@ -30,8 +34,13 @@ def _is_public(name: str) -> bool:
     return not name.startswith("_")
 
 
+# Page order: the direction data flows (README's architecture); others follow by name.
+ORDER = ("systems", "solvers", "data", "nn", "modulation", "losses", "meta", "rollout",
+         "metrics", "conservation", "io")  # fmt: skip
+
+
 def modules() -> list[str]:
-    """Public subpackages and modules of jaxmeta, sorted by name."""
+    """Public subpackages and modules of jaxmeta, in `ORDER`, then by name."""
     names = []
     for path in sorted(PACKAGE.iterdir()):
         if not _is_public(path.name):
@@ -40,14 +49,21 @@ def modules() -> list[str]:
             names.append(path.name)
         elif path.suffix == ".py":
             names.append(path.stem)
-    return names
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), n))
 
 
 def _source(module: str) -> tuple[Path, bool]:
+    """The file that defines ``jaxmeta.<module>`` (``""``: jaxmeta itself), and whether it is a
+    package."""
     package = PACKAGE / module / "__init__.py"
     if package.exists():
         return package, True
     return PACKAGE / f"{module}.py", False
+
+
+def _is_module(name: str) -> bool:
+    return (PACKAGE / name / "__init__.py").exists() or (PACKAGE / f"{name}.py").exists()
 
 
 def public_names(module: str) -> list[str]:
@@ -57,14 +73,28 @@ def public_names(module: str) -> list[str]:
     names = []
     for node in tree.body:
         if is_package:
-            # Explicit re-exports only: `from ._x import Y as Y`.
-            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            # Explicit re-exports only: `from ._x import Y as Y` (not `from . import meta`).
+            if isinstance(node, ast.ImportFrom) and node.level >= 1 and node.module:
                 names += [a.asname for a in node.names if a.asname == a.name]
         elif isinstance(node, ast.FunctionDef | ast.ClassDef):
             names.append(node.name)
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return [n for n in dict.fromkeys(names) if _is_public(n)]
+    names = [n for n in dict.fromkeys(names) if _is_public(n)]
+    return [n for n in names if not (module == "" and _is_module(n))]
+
+
+def _dotted(module: str) -> str:
+    return f"jaxmeta.{module}" if module else "jaxmeta"
+
+
+def _page_name(module: str) -> str:
+    return f"{module or 'jaxmeta'}.md"
+
+
+def documented() -> list[str]:
+    """The modules with a page: jaxmeta itself (if it re-exports names), then each public one."""
+    return ([""] if public_names("") else []) + modules()
 
 
 def summary(module: str) -> str:
@@ -75,10 +105,11 @@ def summary(module: str) -> str:
 
 
 def page(module: str) -> str:
-    lines = [HEADER, f"# `jaxmeta.{module}`\n", f"::: jaxmeta.{module}"]
+    dotted = _dotted(module)
+    lines = [HEADER, f"# `{dotted}`\n", f"::: {dotted}"]
     lines += ["    options:", "      members: false", "      show_root_heading: false", ""]
     for name in public_names(module):
-        lines.append(f"::: jaxmeta.{module}.{name}\n")
+        lines.append(f"::: {dotted}.{name}\n")
     return "\n".join(lines)
 
 
@@ -91,18 +122,37 @@ def index() -> str:
     )
     lines.append("| module | what it holds | names |")
     lines.append("|---|---|---|")
-    for module in modules():
+    for module in documented():
         names = ", ".join(f"`{n}`" for n in public_names(module))
-        lines.append(f"| [`jaxmeta.{module}`]({module}.md) | {summary(module)} | {names} |")
+        link = f"[`{_dotted(module)}`]({_page_name(module)})"
+        lines.append(f"| {link} | {summary(module)} | {names} |")
     return "\n".join(lines) + "\n"
 
 
 def pages() -> dict[Path, str]:
     """Every API page, by path."""
     out = {API_DIR / "index.md": index()}
-    for module in modules():
-        out[API_DIR / f"{module}.md"] = page(module)
+    for module in documented():
+        out[API_DIR / _page_name(module)] = page(module)
     return out
+
+
+NAV_START, NAV_END = "# gen-api-nav:start", "# gen-api-nav:end"
+MKDOCS_YML = ROOT / "mkdocs.yml"
+
+
+def nav(text: str) -> str:
+    """``mkdocs.yml`` text with the lines between the gen-api-nav comments listing the pages."""
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith(NAV_START))
+        end = next(i for i, line in enumerate(lines) if line.strip().startswith(NAV_END))
+    except StopIteration:
+        raise SystemExit(f"{MKDOCS_YML} needs the lines {NAV_START!r} and {NAV_END!r}.") from None
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    entries = [f"{indent}- Overview: api/index.md\n"]
+    entries += [f"{indent}- {_dotted(m)}: api/{_page_name(m)}\n" for m in documented()]
+    return "".join(lines[: start + 1] + entries + lines[end:])
 
 
 def main(argv=None) -> int:
@@ -114,17 +164,24 @@ def main(argv=None) -> int:
         p for p in set(wanted) | set(API_DIR.glob("*.md"))
         if p not in wanted or not p.exists() or p.read_text() != wanted[p]
     )  # fmt: skip
+    config = MKDOCS_YML.read_text()
+    if nav(config) != config:
+        stale.append(MKDOCS_YML)
     if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(ROOT)}")
         return 1 if stale else 0
     API_DIR.mkdir(parents=True, exist_ok=True)
     for p in stale:
-        if p in wanted:
+        if p == MKDOCS_YML:
+            p.write_text(nav(config))
+            print(f"rewrote the API nav of {p.relative_to(ROOT)}")
+        elif p in wanted:
             p.write_text(wanted[p])
+            print(f"wrote {p.relative_to(ROOT)}")
         else:
             p.unlink()
-        print(f"wrote {p.relative_to(ROOT)}" if p in wanted else f"removed {p.relative_to(ROOT)}")
+            print(f"removed {p.relative_to(ROOT)}")
     return 0
 
 
