@@ -10,6 +10,7 @@ from typing import Any
 
 from jaxmeta import systems
 
+from ._cli import parse_seeds
 from .registry import METHODS
 
 
@@ -73,9 +74,9 @@ class RunConfig:
         }))  # fmt: skip
 
 
-def _parse_list(text: str, valid, what: str, cast=str) -> list:
-    items = [cast(t.strip()) for t in text.split(",") if t.strip()]
-    bad = [t for t in items if valid is not None and t not in valid]
+def _parse_list(text: str, valid, what: str) -> list:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in valid]
     if not items or bad:
         raise SystemExit(
             f"error: unknown {what} {bad or text!r}; valid: {', '.join(map(str, valid))}"
@@ -131,10 +132,9 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     if args.system not in systems.SYSTEMS:
         p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
     methods = _parse_list(args.methods, METHODS, "method(s)")
-    try:
-        seeds = _parse_list(args.seeds, None, "seeds", int)
-    except ValueError:
-        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    seeds = parse_seeds(p, args.seeds)
+    if not 0 <= args.data_seed < 2**32:
+        p.error(f"--data-seed must lie in [0, 2**32), got {args.data_seed}")
     for flag in ("shots", "epochs", "val_every", "devices"):
         value = getattr(args, flag)
         if value is not None and value < 1:

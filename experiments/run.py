@@ -234,7 +234,11 @@ def prepare(config: RunConfig) -> Prepared:
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
         system = dataclasses.replace(system, mesh_points=preset.mesh_points_3d)
     config.out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(system, config.shots, config.data_seed, config.out / "data")
+    try:
+        dataset = load_dataset(system, config.shots, config.data_seed, config.out / "data")
+    except MemoryError as err:  # refused before allocating (`data.generate_dataset`'s max_bytes)
+        raise SystemExit(f"error: {err} On the command line: lower --shots, or raise "
+                         "--set dt=... or shorten --set t1=...") from err  # fmt: skip
     mesh = system.mesh() if system.mesh_bounds is not None else None
     num_train, available = dataset.train.num_functions, jax.device_count()
     devices = config.devices or meta.largest_divisor(num_train, available)

@@ -1,5 +1,9 @@
 import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +84,73 @@ def test_cli_system_override_errors(capsys):
     argv = ["--system", "dno", "--set", "ic_bounds=((0, 1), (0, 1))"]
     with pytest.raises(SystemExit, match=r"--set: `ic_bounds` of dno needs 3 \(low, high\)"):
         run.main(argv)
+
+
+@pytest.mark.parametrize(
+    ("setting", "match"),
+    [
+        ('dt="0.1"', "`dt` must be a number, got dt='0.1'"),
+        ("param_ranges=5", r"`param_ranges` of pendulum must be a tuple of \(low, high\) pairs"),
+        ("mesh_points=2.5", "`mesh_points` must be an int, got mesh_points=2.5"),
+        ("t1=0.1", r"`t1`=0.1 and `dt`=0.1 of pendulum give 2 saved time\(s\); at least 3"),
+        ("dt=1e-9", "`dt`=1e-09 .* more than the 100,000 allowed: raise `dt` or shorten `t1`"),
+        ("g=None", "`g` of pendulum must be a number, got g=None"),
+    ],
+)
+def test_cli_bad_system_fields_are_one_line_errors(setting, match, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--set", setting, "--out", str(tmp_path / "out")])
+    message = str(exit_.value.code)
+    assert message.startswith("error: --set: ") and "\n" not in message
+    assert re.search(match, message), message
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_cli_refuses_a_dataset_too_large_for_memory(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--shots", "1000000", "--out", str(tmp_path / "out"), "--no-progress"])
+    message = str(exit_.value.code)
+    assert "\n" not in message
+    assert re.match(r"error: The pendulum dataset needs about \d+ GiB .*1000000 support.*"
+                    r"lower --shots, or raise --set dt=", message), message  # fmt: skip
+    assert not list((tmp_path / "out").rglob("*.npz"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "0,0"], "--seeds must not repeat a seed, got '0,0' (0 twice)"),
+        (["--seeds", "2,1,2"], "--seeds must not repeat a seed, got '2,1,2' (2 twice)"),
+        (["--seeds", "0,1.5"], "--seeds must be comma-separated integers, got '0,1.5'"),
+        (["--seeds", "0,,1"], "--seeds must be comma-separated integers, got '0,,1'"),
+        (["--seeds", ""], "--seeds must be comma-separated integers, got ''"),
+        (["--seeds", "0,4294967296"], "--seeds must lie in [0, 2**32), got 4294967296"),
+        (["--seeds", "-1"], "--seeds must lie in [0, 2**32), got -1"),
+        (["--data-seed", "-1"], "--data-seed must lie in [0, 2**32), got -1"),
+    ],
+)
+def test_cli_seed_errors(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        run.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cli_seeds_parse_as_given():
+    assert run.parse_args(["--seeds", "3, 1,2"]).seeds == (3, 1, 2)
+    assert run.parse_args(["--seeds", "4294967295"]).seeds == (2**32 - 1,)
+
+
+@pytest.mark.parametrize("argv", [["--set", "dt=1e-9"], ["--shots", "1000000"]])
+def test_cli_errors_print_one_line_and_no_traceback(argv, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", *argv, "--out", str(tmp_path / "out")],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    # One line of ours (JAX may log its own lines first, e.g. about absent accelerators).
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error: ") == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
 
 
 def _fake_run(path, system, config, k, values):

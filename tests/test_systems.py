@@ -114,3 +114,48 @@ def test_bad_input_errors():
         s.check_state(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"q must lie in \(0, 2\), got q=2.5"):
         systems.TwoGasContainers().check_state(np.array([2.5, 0.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "match"),
+    [
+        ({"dt": "0.1"}, TypeError, "`dt` must be a number, got dt='0.1'"),
+        ({"dt": True}, TypeError, "`dt` must be a number, got dt=True"),
+        ({"t1": "3"}, TypeError, "`t1` must be a number, got t1='3'"),
+        ({"dt": float("nan")}, ValueError, "`dt` must be positive and finite, got dt=nan"),
+        ({"param_ranges": 5}, TypeError,
+         r"`param_ranges` of pendulum must be a tuple of \(low, high\) pairs of numbers, "
+         r"got param_ranges=5"),
+        ({"param_ranges": ((0.5, "1"), (0.5, 1.0))}, TypeError, "`param_ranges` of pendulum"),
+        ({"param_ranges": ((0.5, 1.0, 2.0), (0.5, 1.0))}, TypeError, "`param_ranges`"),
+        ({"param_ranges": ((0.5, True), (0.5, 1.0))}, TypeError, "`param_ranges`"),
+        ({"ic_bounds": [(-1.0, 1.0), (-1.0, 1.0)]}, TypeError,
+         "`ic_bounds` of pendulum must be a tuple"),
+        ({"mesh_bounds": ((-2.0, 2.0),)}, ValueError,
+         r"`mesh_bounds` of pendulum needs 2 \(low, high\)"),
+        ({"mesh_bounds": "none"}, TypeError, "`mesh_bounds` of pendulum must be a tuple"),
+        ({"mesh_points": 2.5}, TypeError, "`mesh_points` must be an int, got mesh_points=2.5"),
+        ({"mesh_points": 1}, ValueError, "`mesh_points` must be >= 2, got mesh_points=1"),
+        ({"g": "3"}, TypeError, "`g` of pendulum must be a number, got g='3'"),
+        ({"g": float("inf")}, ValueError, "`g` of pendulum must be finite, got g=inf"),
+        ({"t1": 0.1}, ValueError, r"`t1`=0.1 and `dt`=0.1 of pendulum give 2 saved time\(s\); "
+                                  "at least 3"),
+        ({"t1": 0.01}, ValueError, r"give 1 saved time\(s\)"),
+        ({"dt": 1e-9}, ValueError, "`dt`=1e-09 over the horizon `t1`=3.0 of pendulum is 3e\\+09 "
+                                   "steps, more than the 100,000 allowed"),
+        ({"t1": 1e300, "dt": 1e-300}, ValueError, "more than the 100,000 allowed"),
+        ({"t1": 0.25}, ValueError, r"`t1`=0.25 of pendulum is not a multiple of `dt`=0.1"),
+    ],
+)  # fmt: skip
+def test_fields_of_the_wrong_type_or_a_degenerate_grid_are_refused(overrides, error, match):
+    with pytest.raises(error, match=match):
+        systems.get_system("pendulum", **overrides)
+
+
+def test_grid_limits_are_inclusive():
+    assert systems.Pendulum(t1=0.2).times().shape == (3,)  # t1 = 2 dt: the 3 points needed
+    assert systems.Pendulum(t1=0.3).num_steps == 3  # 0.3 / 0.1 = 2.9999999999999996
+    assert systems.Pendulum(t1=1.0, dt=1e-5).num_steps == systems.Pendulum.max_num_steps
+    with pytest.raises(ValueError, match="100,000 allowed"):
+        systems.Pendulum(t1=1.0 + 1e-5, dt=1e-5)
+    assert systems.DampedNonlinearOscillator(k=2, temperature=1).k == 2  # ints are numbers

@@ -3,8 +3,9 @@
 from ._cache import load_or_generate as load_or_generate
 from ._dataset import (
     Dataset as Dataset,
-    TaskSet as TaskSet,
+    estimate_dataset_bytes as estimate_dataset_bytes,
     generate_dataset as generate_dataset,
     split_counts as split_counts,
 )
 from ._simulate import finite_difference as finite_difference, simulate as simulate
+from ._taskset import TaskSet as TaskSet

@@ -1,65 +1,20 @@
 """Datasets of trajectories from a parametric family: one `TaskSet` per split."""
 
 import math
+import os
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 
+from .._checks import check_int, check_positive
 from ..systems import AbstractSystem
 from ._simulate import finite_difference, simulate
+from ._taskset import TaskSet
 
-
-class TaskSet(eqx.Module):
-    """The functions (tasks) of one split, as arrays.
-
-    **Fields** (``F`` functions, ``K`` support and ``Q`` query trajectories, ``T`` times):
-
-    - `mu`: ``(F, params)`` system parameters (hidden from learners; for plots and checks).
-    - `ts`: ``(T,)`` save times.
-    - `xs`: ``(F, K, T, dim)`` support trajectories (training data, or the shots of Alg. 2).
-    - `dxs`: ``(F, K, T, dim)`` their centred finite-difference velocities.
-    - `query_xs`: ``(F, Q, T, dim)`` trajectories from novel initial states, used only for
-      scoring (``Q = 0`` for the training split).
-    - `query_dxs`: ``(F, Q, T, dim)`` their exact velocities (the true vector field).
-    """
-
-    mu: Float[Array, "F params"]
-    ts: Float[Array, " T"]
-    xs: Float[Array, "F K T dim"]
-    dxs: Float[Array, "F K T dim"]
-    query_xs: Float[Array, "F Q T dim"]
-    query_dxs: Float[Array, "F Q T dim"]
-
-    @property
-    def num_functions(self) -> int:
-        return self.xs.shape[0]
-
-    @property
-    def num_trajectories(self) -> int:
-        return self.xs.shape[1]
-
-    @property
-    def num_query(self) -> int:
-        return self.query_xs.shape[1]
-
-    def take(self, idx) -> "TaskSet":
-        """The functions at integer index array ``idx`` (all fields but `ts`)."""
-        return TaskSet(
-            self.mu[idx], self.ts, self.xs[idx], self.dxs[idx],
-            self.query_xs[idx], self.query_dxs[idx],
-        )  # fmt: skip
-
-    def shots(self, k: int) -> "TaskSet":
-        """The same functions with only the first ``k`` support trajectories."""
-        if not isinstance(k, int) or not 1 <= k <= self.num_trajectories:
-            raise ValueError(
-                f"`k` must be an int in [1, {self.num_trajectories}] (the support "
-                f"trajectories available), got k={k!r}."
-            )
-        return eqx.tree_at(lambda s: (s.xs, s.dxs), self, (self.xs[:, :k], self.dxs[:, :k]))
+_SPLITS = ("train", "val", "test")
 
 
 class Dataset(eqx.Module):
@@ -106,7 +61,7 @@ def _exact_velocities(system, mu, xs):
     return jax.vmap(per_fn, (0, 0))(xs, mu)
 
 
-def _make_taskset(system, mu, ts, xs, k: int, with_query: bool) -> TaskSet:
+def _make_taskset(system, mu, ts, xs, k: int, with_query: bool, name: str) -> TaskSet:
     support = xs[:, :k]
     query = xs[:, k:] if with_query else xs[:, :0]
     return TaskSet(
@@ -116,7 +71,79 @@ def _make_taskset(system, mu, ts, xs, k: int, with_query: bool) -> TaskSet:
         dxs=finite_difference(support, system.dt),
         query_xs=query,
         query_dxs=_exact_velocities(system, mu, query) if with_query else query,
+        name=name,
     )
+
+
+def _checked_options(system, num_functions, split, num_trajectories, num_query, substeps, dtype):
+    """The options of `generate_dataset`, checked: ``(counts, K, dtype)``."""
+    if not isinstance(system, AbstractSystem):
+        raise TypeError(f"`system` must be an AbstractSystem, got {type(system).__name__}.")
+    counts = split_counts(num_functions, split)
+    k = system.default_num_trajectories if num_trajectories is None else num_trajectories
+    check_int("num_trajectories", k)
+    check_int("num_query", num_query)
+    check_int("substeps", substeps)
+    dtype = jnp.zeros(0, dtype).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"`dtype` must be a floating dtype, got {dtype!r}.")
+    return counts, k, dtype
+
+
+def estimate_dataset_bytes(
+    system: AbstractSystem,
+    *,
+    num_functions: int = 100,
+    split: tuple[float, float, float] = (0.7, 0.2, 0.1),
+    num_trajectories: int | None = None,
+    num_query: int = 10,
+    substeps: int = 4,
+    dtype=None,
+) -> int:
+    """Peak memory, in bytes, that `generate_dataset` needs with these options (an estimate).
+
+    With ``F`` functions, ``K`` support and ``Q`` query trajectories, ``T = t1 / dt + 1`` save
+    times and ``dim`` state dimensions of ``itemsize`` bytes, one trajectory is
+    ``T · dim · itemsize`` bytes, and generation holds at once: the one compiled solve of all
+    ``F (K + Q)`` trajectories; the support states and their velocities (``2 F K``
+    trajectories) and the query states and exact velocities of the validation and test
+    functions; the largest temporary of one split (the finite-difference pieces, the vmapped
+    field's per-point matrices of up to ``dim²`` entries, or the finiteness mask); and RK4's
+    working set, about 8 states per trajectory (the sub-steps are a loop: their number does
+    not add memory). Arguments as in `generate_dataset`.
+    """
+    counts, k, dtype = _checked_options(
+        system, num_functions, split, num_trajectories, num_query, substeps, dtype
+    )
+    n_train, n_val, n_test = counts
+    num_t, dim, item = system.num_steps + 1, system.state_dim, dtype.itemsize
+    trajectory = num_t * dim * item
+    solve = num_functions * (k + num_query) * trajectory
+    support = 2 * num_functions * k * trajectory
+    query = 2 * (n_val + n_test) * num_query * trajectory
+    temporary = max(
+        2 * max(counts) * k * trajectory,  # finite differences of one split
+        max(n_val, n_test) * num_query * num_t * (2 * dim * dim + 4 * dim) * item,  # exact field
+        num_functions * (k + num_query) * num_t * dim,  # the finiteness mask (1 byte a value)
+    )
+    rk4 = 8 * num_functions * (k + num_query) * dim * item
+    return solve + support + query + temporary + rk4
+
+
+def _default_max_bytes() -> int:
+    """Half the memory of the machine (or of the default device, when it reports less)."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        limit = 8 * 2**30
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        limit = min(limit, stats["bytes_limit"])
+    return limit // 2
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
 
 
 def generate_dataset(
@@ -129,6 +156,7 @@ def generate_dataset(
     num_query: int = 10,
     substeps: int = 4,
     dtype=None,
+    max_bytes: int | float | None = None,
 ) -> Dataset:
     """Simulate a dataset of one parametric system (spec §1).
 
@@ -152,18 +180,28 @@ def generate_dataset(
       exact flow for every built-in system; 1 is the paper's literal setting (RK4 at the saved
       step, 2e-5 to 7e-5 away from the exact flow).
     - `dtype`: floating dtype; defaults to JAX's default float (float32 unless x64 is on).
+    - `max_bytes`: refuse, with a `MemoryError` before anything is allocated, a dataset whose
+      `estimate_dataset_bytes` exceeds this; defaults to half the machine's memory (half the
+      default device's, if that is less; 8 GiB where the machine's size is unknown).
     """
-    if not isinstance(system, AbstractSystem):
-        raise TypeError(f"`system` must be an AbstractSystem, got {type(system).__name__}.")
-    counts = split_counts(num_functions, split)
-    k = system.default_num_trajectories if num_trajectories is None else num_trajectories
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"`num_trajectories` (K) must be an int >= 1, got {k!r}.")
-    if not isinstance(num_query, int) or num_query < 1:
-        raise ValueError(f"`num_query` (K_test) must be an int >= 1, got {num_query!r}.")
-    dtype = jnp.zeros(0, dtype).dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a floating dtype, got {dtype!r}.")
+    counts, k, dtype = _checked_options(
+        system, num_functions, split, num_trajectories, num_query, substeps, dtype
+    )
+    if max_bytes is None:
+        max_bytes = _default_max_bytes()
+    check_positive("max_bytes", max_bytes)
+    need = estimate_dataset_bytes(
+        system, num_functions=num_functions, split=split, num_trajectories=k,
+        num_query=num_query, substeps=substeps, dtype=dtype,
+    )  # fmt: skip
+    if need > max_bytes:
+        raise MemoryError(
+            f"The {system.name} dataset needs about {_gib(need)} ({num_functions} functions x "
+            f"({k} support + {num_query} query trajectories) x {system.num_steps + 1} times "
+            f"x {system.state_dim} dims x {dtype.itemsize} bytes, with velocities and solver "
+            f"memory), more than max_bytes={_gib(max_bytes)}: lower `num_trajectories`, "
+            "`num_query` or `num_functions`, or raise the system's `dt` (fewer time points)."
+        )
     k_mu, k_x0 = jax.random.split(key)
     mu = system.sample_params(k_mu, num_functions, dtype=dtype)
     system.check_params(mu)
@@ -179,7 +217,7 @@ def generate_dataset(
         )
     bounds = np.cumsum((0,) + counts)
     parts = [
-        _make_taskset(system, mu[lo:hi], ts, xs[lo:hi], k, with_query=i > 0)
-        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+        _make_taskset(system, mu[lo:hi], ts, xs[lo:hi], k, with_query=i > 0, name=name)
+        for i, (lo, hi, name) in enumerate(zip(bounds[:-1], bounds[1:], _SPLITS))
     ]
     return Dataset(*parts)

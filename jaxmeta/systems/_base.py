@@ -1,6 +1,7 @@
 """Abstract parametric dynamical systems: the ground truth of every experiment."""
 
 import abc
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -10,12 +11,26 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_int, check_positive
 from ._structure import generic_degeneracy, generic_field, symplectic_gradient
 
 Range = tuple[float, float]
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_ranges(name: str, ranges, count: int, what: str) -> None:
+    """``ranges``: a tuple of ``count`` pairs ``(low, high)`` of finite numbers, low < high."""
+    pairs = isinstance(ranges, tuple) and all(
+        isinstance(r, tuple) and len(r) == 2 and all(_is_number(v) for v in r) for r in ranges
+    )
+    if not pairs:
+        raise TypeError(
+            f"`{what}` of {name} must be a tuple of (low, high) pairs of numbers, "
+            f"got {what}={ranges!r}."
+        )
     if len(ranges) != count:
         raise ValueError(f"`{what}` of {name} needs {count} (low, high) pairs, got {ranges!r}.")
     for lo, hi in ranges:
@@ -30,6 +45,13 @@ class AbstractSystem(eqx.Module):
     form (for tests), samplers for ``μ`` and initial states, the integration step and
     horizon, and the mesh of the field-error metric. All methods act on one state and one
     parameter vector; batch with ``jax.vmap``.
+
+    Construction checks every field and names the one at fault: `dt`, `t1` and any other
+    ``float`` field are real numbers (not strings or bools), the ranges are tuples of
+    ``(low, high)`` pairs of numbers, `mesh_points` is an int >= 2, and the time grid
+    ``0, dt, ..., t1`` has at least 3 points (``t1 >= 2 dt``, as the finite-difference
+    velocities need), ends at ``t1`` (``t1`` a multiple of ``dt``) and has at most
+    `max_num_steps` = 100,000 steps (a finer grid is refused before any data is simulated).
     """
 
     name: eqx.AbstractClassVar[str]
@@ -42,8 +64,23 @@ class AbstractSystem(eqx.Module):
     mesh_bounds: eqx.AbstractVar[tuple[Range, ...] | None]
     mesh_points: eqx.AbstractVar[int]
     default_num_trajectories: ClassVar[int] = 10
+    max_num_steps: ClassVar[int] = 100_000
 
     def __check_init__(self):
+        # Types first, so that a string or a bool never reaches the arithmetic below.
+        check_positive("dt", self.dt)
+        check_positive("t1", self.t1)
+        check_int("mesh_points", self.mesh_points, minimum=2)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is float and not _is_number(value):
+                raise TypeError(
+                    f"`{field.name}` of {self.name} must be a number, got {field.name}={value!r}."
+                )
+            if field.type is float and not math.isfinite(value):
+                raise ValueError(
+                    f"`{field.name}` of {self.name} must be finite, got {field.name}={value!r}."
+                )
         _check_ranges(self.name, self.param_ranges, len(self.param_names), "param_ranges")
         for (lo, _), pname in zip(self.param_ranges, self.param_names):
             if lo <= 0:
@@ -51,19 +88,28 @@ class AbstractSystem(eqx.Module):
                     f"`param_ranges` of {self.name}: parameter {pname!r} must be positive, "
                     f"got range {self.param_ranges!r}."
                 )
-        if not (self.dt > 0 and math.isfinite(self.dt)):
-            raise ValueError(f"`dt` must be positive, got dt={self.dt!r}.")
-        if not (self.t1 > 0 and math.isfinite(self.t1)):
-            raise ValueError(f"`t1` (horizon) must be positive, got t1={self.t1!r}.")
-        if self.t1 < self.dt:
-            raise ValueError(f"`t1` must be at least `dt`, got t1={self.t1!r}, dt={self.dt!r}.")
-        if self.mesh_bounds is not None:
-            _check_ranges(self.name, self.mesh_bounds, self.state_dim, "mesh_bounds")
         default_sampler = type(self).sample_initial_state is AbstractSystem.sample_initial_state
         ic_count = self.state_dim if default_sampler else len(self.ic_bounds)
         _check_ranges(self.name, self.ic_bounds, ic_count, "ic_bounds")
-        if self.mesh_points < 2:
-            raise ValueError(f"`mesh_points` must be >= 2, got {self.mesh_points!r}.")
+        if self.mesh_bounds is not None:
+            _check_ranges(self.name, self.mesh_bounds, self.state_dim, "mesh_bounds")
+        steps = self.t1 / self.dt
+        if steps > self.max_num_steps + 0.5:  # round(steps) > max, without overflow
+            raise ValueError(
+                f"`dt`={self.dt!r} over the horizon `t1`={self.t1!r} of {self.name} is "
+                f"{steps:.3g} steps, more than the {self.max_num_steps:,} allowed: raise `dt` "
+                "or shorten `t1`."
+            )
+        if round(steps) < 2:
+            raise ValueError(
+                f"`t1`={self.t1!r} and `dt`={self.dt!r} of {self.name} give "
+                f"{round(steps) + 1} saved time(s); at least 3 are needed (t1 >= 2 dt)."
+            )
+        if not math.isclose(round(steps) * self.dt, self.t1, rel_tol=1e-9):
+            raise ValueError(
+                f"`t1`={self.t1!r} of {self.name} is not a multiple of `dt`={self.dt!r} "
+                f"(t1/dt = {steps:.6g}): the saved times 0, dt, 2 dt, ... would not end at t1."
+            )
 
     # ----------------------------------------------------------------- properties
     @property
@@ -80,7 +126,8 @@ class AbstractSystem(eqx.Module):
         return int(round(self.t1 / self.dt))
 
     def times(self, dtype=None) -> Float[Array, " time"]:
-        """Save times ``0, dt, ..., t1`` (``num_steps + 1`` points)."""
+        """Save times ``0, dt, ..., t1`` (``num_steps + 1`` points; JAX's default float)."""
+        dtype = jnp.zeros(0, dtype).dtype  # None: the default float, not arange's int
         return jnp.arange(self.num_steps + 1, dtype=dtype) * jnp.asarray(self.dt, dtype)
 
     # ------------------------------------------------------------------- physics
