@@ -236,48 +236,11 @@ def _identify(system, state, dataset, latent, learner, seed) -> dict:
                    f"functions' latents"}  # fmt: skip
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    config, system, dataset = runs.load_run(args.run)
-    if args.method not in config.methods:
-        _fail(f"method {args.method!r} is not in the run {args.run} "
-              f"(methods: {', '.join(config.methods)})")  # fmt: skip
-    seed = config.seeds[0] if args.seed is None else args.seed
-    if seed not in config.seeds:
-        _fail(f"seed {seed} is not in the run {args.run} (seeds: "
-              f"{', '.join(map(str, config.seeds))})")  # fmt: skip
-    path = Path(args.data)
-    raw = read_trajectories(path, system)
-    ics = None if args.ics is None else read_ics(args.ics, system)
-    try:
-        tasks = data.taskset_from_arrays(raw["ts"], raw["xs"], raw["dxs"], raw["mu"])
-    except ValueError as err:
-        _fail(f"{path}: {err}")
-    ts = np.asarray(raw["ts"], np.float64)
-    dt = float(ts[-1] - ts[0]) / (ts.shape[0] - 1)
-    ratio = dt / system.dt
-    if not DT_RATIO[0] <= ratio <= DT_RATIO[1]:
-        print(f"warning: {path}: step {dt:.4g} is {ratio:.3g} times the training data's "
-              f"{system.dt:.4g} (outside [{DT_RATIO[0]}, {DT_RATIO[1]}]): adaptation out of its "
-              f"training regime", file=sys.stderr, flush=True)  # fmt: skip
-    learner = run.make_learner(args.method, config)
-    steps = learner.adapt_steps if args.steps is None else args.steps
-    tuned = eqx.tree_at(lambda lrn: lrn.adapt_steps, learner, steps)
-    state = runs.load_state(config, system, dataset, args.method, seed)
-    loaded = time.perf_counter()
-    adapted = jax.block_until_ready(meta.adapt(tuned, state, tasks, jax.random.key(seed)))
-    adapt_seconds = time.perf_counter() - loaded
-    model = _one(adapted.models)
+def _describe(learner, state, adapted, tasks, model) -> dict:
+    """What moved: the latent (modulation methods) or the weights (the others), and the
+    support set's field MSE before and after adaptation."""
     xs, dxs = (a[0] for a in meta.flatten_support(tasks))
-    record = {"run": str(Path(args.run).resolve()), "method": args.method, "seed": seed,
-              "system": system.name, "steps": steps,
-              "data": {"path": str(path.resolve()), "sha256": _sha256(path),
-                       "trajectories": tasks.num_trajectories, "times": int(tasks.ts.shape[0]),
-                       "dt": dt, "velocities": "given" if raw["dxs"] is not None
-                       else "finite differences"},
-              "ics": None if args.ics is None else {"path": str(Path(args.ics).resolve()),
-                                                    "sha256": _sha256(Path(args.ics))}}  # fmt: skip
+    record = {}
     if state.latents is not None:
         z = adapted.latents[0]
         z0 = jnp.mean(state.latents, 0) if learner.latent_init == "mean" else jnp.zeros_like(z)
@@ -287,37 +250,99 @@ def main(argv=None) -> int:
     else:
         before = adapted.losses[0, 0]  # MAML, Reptile, ANIL, Scratch: the field MSE itself
         record["parameters"] = _parameters(learner, state, model)
-    record["support_mse"] = {"before": float(before),
-                             "after": float(losses.field_mse(model, xs, dxs))}  # fmt: skip
+    after = losses.field_mse(model, xs, dxs)
+    record["support_mse"] = {"before": float(before), "after": float(after)}
+    return record
+
+
+def _predictions(system, model, tasks, ics) -> tuple[dict, dict]:
+    """Rollouts from the data's initial states (and from ``ics``), their learned energies and
+    drifts, and the learned field at the data's states; the drifts' summary."""
+    out = {"ts": tasks.ts, "data_x0": tasks.xs[0, :, 0], "data_dxs": tasks.dxs[0],
+           "data_field": jax.vmap(jax.vmap(model))(tasks.xs[0])}  # fmt: skip
+    starts = {"data": tasks.xs[0, :, 0]}
+    if ics is not None:
+        starts["ics"] = out["ics_x0"] = jnp.asarray(ics, tasks.xs.dtype)
+    hamiltonian = isinstance(system, AbstractHamiltonianSystem)
+    drifts = {}
+    for name, x0s in starts.items():
+        paths, energy, drift = _rollouts(model, x0s, tasks.ts, hamiltonian)
+        out.update({f"{name}_rollouts": paths, f"{name}_energy": energy, f"{name}_drift": drift})
+        drifts[name] = {"mean": float(drift.mean()), "max": float(drift.max())}
+    return out, drifts
+
+
+def _checked_run(args):
+    """The run's configuration, system, dataset and the seed, with the method and seed
+    checked against the run."""
+    config, system, dataset = runs.load_run(args.run)
+    if args.method not in config.methods:
+        _fail(f"method {args.method!r} is not in the run {args.run} "
+              f"(methods: {', '.join(config.methods)})")  # fmt: skip
+    seed = config.seeds[0] if args.seed is None else args.seed
+    if seed not in config.seeds:
+        _fail(f"seed {seed} is not in the run {args.run} (seeds: "
+              f"{', '.join(map(str, config.seeds))})")  # fmt: skip
+    return config, system, dataset, seed
+
+
+def _warn_step(path, ts, system) -> float:
+    """The data's step; warns on stderr when it is far from the training data's."""
+    ts = np.asarray(ts, np.float64)
+    dt = float(ts[-1] - ts[0]) / (ts.shape[0] - 1)
+    ratio = dt / system.dt
+    if not DT_RATIO[0] <= ratio <= DT_RATIO[1]:
+        print(f"warning: {path}: step {dt:.4g} is {ratio:.3g} times the training data's "
+              f"{system.dt:.4g} (outside [{DT_RATIO[0]}, {DT_RATIO[1]}]): adaptation out of its "
+              f"training regime", file=sys.stderr, flush=True)  # fmt: skip
+    return dt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    config, system, dataset, seed = _checked_run(args)
+    path = Path(args.data)
+    raw = read_trajectories(path, system)
+    ics = None if args.ics is None else read_ics(args.ics, system)
+    try:
+        tasks = data.taskset_from_arrays(raw["ts"], raw["xs"], raw["dxs"], raw["mu"])
+    except ValueError as err:
+        _fail(f"{path}: {err}")
+    dt = _warn_step(path, raw["ts"], system)
+    learner = run.make_learner(args.method, config)
+    steps = learner.adapt_steps if args.steps is None else args.steps
+    tuned = eqx.tree_at(lambda lrn: lrn.adapt_steps, learner, steps)
+    state = runs.load_state(config, system, dataset, args.method, seed)
+    loaded = time.perf_counter()
+    adapted = jax.block_until_ready(meta.adapt(tuned, state, tasks, jax.random.key(seed)))
+    adapt_seconds = time.perf_counter() - loaded
+    model = _one(adapted.models)
+    velocities = "given" if raw["dxs"] is not None else "finite differences"
+    record = {"run": str(Path(args.run).resolve()), "method": args.method, "seed": seed,
+              "system": system.name, "steps": steps,
+              "data": {"path": str(path.resolve()), "sha256": _sha256(path),
+                       "trajectories": tasks.num_trajectories, "times": int(tasks.ts.shape[0]),
+                       "dt": dt, "velocities": velocities},
+              "ics": None if args.ics is None else {"path": str(Path(args.ics).resolve()),
+                                                    "sha256": _sha256(Path(args.ics))},
+              **_describe(learner, state, adapted, tasks, model), "mu": None}  # fmt: skip
     if state.latents is not None and dataset.train.num_functions > state.latents.shape[1]:
         record["mu"] = _identify(system, state, dataset, adapted.latents[0], learner, seed)
         if raw["mu"] is not None:
             record["mu"]["true"] = dict(zip(system.param_names, raw["mu"].tolist()))
-    else:
-        record["mu"] = None
-    hamiltonian = isinstance(system, AbstractHamiltonianSystem)
-    out = Path(args.out or Path(args.run) / "adapt" / f"{args.method}-seed{seed}")
-    out.mkdir(parents=True, exist_ok=True)
-    predictions = {"ts": tasks.ts, "data_x0": tasks.xs[0, :, 0], "data_dxs": tasks.dxs[0],
-                   "data_field": jax.vmap(jax.vmap(model))(tasks.xs[0])}  # fmt: skip
-    starts = {"data": tasks.xs[0, :, 0]}
-    if ics is not None:
-        starts["ics"] = jnp.asarray(ics, tasks.xs.dtype)
-        predictions["ics_x0"] = starts["ics"]
-    record["energy_drift"] = {}
-    for name, x0s in starts.items():
-        paths, energy, drift = _rollouts(model, x0s, tasks.ts, hamiltonian)
-        predictions.update({f"{name}_rollouts": paths, f"{name}_energy": energy,
-                            f"{name}_drift": drift})  # fmt: skip
-        record["energy_drift"][name] = {"mean": float(drift.mean()), "max": float(drift.max())}
+    predictions, record["energy_drift"] = _predictions(system, model, tasks, ics)
     errors = jnp.linalg.norm(predictions["data_rollouts"] - tasks.xs[0], axis=(1, 2))
     record["rollout_error"] = (errors / jnp.linalg.norm(tasks.xs[0], axis=(1, 2))).tolist()
+    out = Path(args.out or Path(args.run) / "adapt" / f"{args.method}-seed{seed}")
+    out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "predictions.npz", **{k: np.asarray(v) for k, v in predictions.items()})
     eqx.tree_serialise_leaves(out / "adapted.eqx", model)
     plots.adapted_portrait(system, model, tasks.xs[0], predictions["data_rollouts"],
                            out / "portrait.png", f"{args.method}, seed {seed}")  # fmt: skip
-    plots.energies(tasks.ts, {f"{k}: learned energy": predictions[f"{k}_energy"]
-                              for k in starts}, out / "energy.png")  # fmt: skip
+    labels = {"data": "from the data's initial states", "ics": "from --ics"}
+    curves = {labels[k]: predictions[f"{k}_energy"] for k in record["energy_drift"]}
+    plots.energies(tasks.ts, curves, out / "energy.png")
     record["timings"] = {"load_s": loaded - start, "adapt_s": adapt_seconds,
                          "total_s": time.perf_counter() - start}  # fmt: skip
     (out / "adapted.json").write_text(json.dumps(record, indent=1))

@@ -4,6 +4,7 @@
 import hashlib
 import json
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -246,8 +247,40 @@ def test_adapt_refusals(trained, tmp_path):
     refused("not a uniform time grid", data_file=csv)
     csv.write_text("trajectory,t,x,v\n0,0.0,0.1,0.2\n")
     refused("header must be trajectory,t,q,p", data_file=csv)
-    with pytest.raises(SystemExit, match="--ics .*: x0 has state dimension 3"):
-        np.savez(tmp_path / "ics.npz", x0=np.zeros((2, 3)))
-        adapt.main(["--run", str(trained["run"]), "--method", "ro", "--data",
-                    str(trained["root"] / "pendulum.npz"), "--ics", str(tmp_path / "ics.npz")])  # fmt: skip
+    np.savez(tmp_path / "ics.npz", x0=np.zeros((2, 3)))
+    refused("--ics .*: x0 has state dimension 3", data_file=trained["root"] / "pendulum.npz",
+            ics=tmp_path / "ics.npz")  # fmt: skip
     assert not (tmp_path / "out").exists()  # nothing written by a refused call
+
+
+def test_parameter_summary_measures_the_change_from_the_meta_weights():
+    from experiments.registry import make_learner
+    from jaxmeta import nn
+
+    factory = lambda key: nn.HNN(2, width=8, depth=1, key=key)
+    maml = make_learner("maml")
+    state = maml.init(factory, 10, key=jax.random.key(0))
+    params, static = eqx.partition(state.params, eqx.is_inexact_array)
+    moved = eqx.combine(jax.tree.map(lambda a: a + 0.5, params), static)
+    count = sum(a.size for a in jax.tree.leaves(params))
+    summary = adapt._parameters(maml, state, moved)
+    assert summary["count"] == count
+    # Every weight moved by 0.5: ‖Δθ‖ = 0.5 √count.
+    assert summary["change_norm"] == pytest.approx(0.5 * count**0.5, rel=1e-5)
+    scratch = make_learner("scratch")
+    fresh = adapt._parameters(scratch, scratch.init(factory, 10, key=jax.random.key(0)), moved)
+    assert "change_norm" not in fresh and fresh["count"] == count
+
+
+def test_portrait_of_a_three_dimensional_system(tmp_path):
+    from _helpers import SystemModel
+
+    from experiments import plots
+
+    system = systems.get_system("dno")  # (q, p, S): the (q, p) plane at the data's mean S
+    mu = jnp.asarray([1.0, 0.5])
+    ts = system.times(jnp.float32)[:20]
+    x0 = jnp.asarray([[0.5, 0.0, 0.5], [-0.3, 0.4, 0.5]])
+    xs = jax.vmap(lambda x: data.simulate(lambda y: system.vector_field(y, mu), x, ts))(x0)
+    plots.adapted_portrait(system, SystemModel(system, mu), xs, xs, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
