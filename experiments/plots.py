@@ -144,3 +144,48 @@ def validation_curves(histories: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def adapted_portrait(system, model, xs, rollouts, path: Path, title: str = "") -> None:
+    """A learned field (streamlines) on the plane of the first two state coordinates, over the
+    range of the data ``xs`` ``(K, T, dim)`` (other coordinates at the data's mean), with the
+    data (red) and the model's rollouts from the same initial states (``rollouts``, dashed)."""
+    xs, rollouts = np.asarray(xs), np.asarray(rollouts)
+    lo, hi = xs[..., :2].min(axis=(0, 1)), xs[..., :2].max(axis=(0, 1))
+    pad = 0.15 * np.maximum(hi - lo, 1e-3)
+    q, p = np.meshgrid(*(np.linspace(a - m, b + m, 25) for a, b, m in zip(lo, hi, pad)),
+                       indexing="ij")  # fmt: skip
+    rest = xs[..., 2:].mean(axis=(0, 1))
+    pts = np.concatenate([np.stack([q.ravel(), p.ravel()], -1),
+                          np.broadcast_to(rest, (q.size, rest.size))], axis=-1)  # fmt: skip
+    f = np.asarray(jax.vmap(model)(jnp.asarray(pts, xs.dtype)))
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.streamplot(q.T, p.T, f[:, 0].reshape(q.shape).T, f[:, 1].reshape(q.shape).T,
+                  density=0.8, linewidth=0.6, color="0.3")  # fmt: skip
+    for k, (x, r) in enumerate(zip(xs, rollouts)):
+        ax.plot(x[:, 0], x[:, 1], color="tab:red", lw=1, label="data" if k == 0 else None)
+        ax.plot(r[:, 0], r[:, 1], "--", color="tab:blue", lw=1,
+                label="learned rollout" if k == 0 else None)  # fmt: skip
+    ax.set_xlabel(system.state_names[0])
+    ax.set_ylabel(system.state_names[1] + (f"  (others at {np.round(rest, 2).tolist()})"
+                                           if rest.size else ""))  # fmt: skip
+    ax.set_title(f"{system.name} {title}".strip(), fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def energies(ts, curves: dict, path: Path) -> None:
+    """The learned energy along each rollout against time, one panel per entry of ``curves``
+    (name -> ``(N, T)`` energies)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], curves.items()):
+        for e in np.asarray(values):
+            ax.plot(np.asarray(ts), e, lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("t")
+    axes[0][0].set_ylabel("learned energy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -33,7 +33,7 @@ from .registry import METHODS as METHODS, make_learner as _make_learner
 PAPER_METRICS = ("trajectory_error", "field_error", "ssim")
 EXTRA_METRICS = ("rollout_error", "max_energy_drift", "min_entropy_rate")
 METRICS = (*PAPER_METRICS, "rollout_error", "energy_drift", "max_energy_drift",
-           "min_entropy_rate", "max_degeneracy", "train_seconds")  # fmt: skip
+           "min_entropy_rate", "max_degeneracy", "mu_r2", "train_seconds")  # fmt: skip
 
 
 def parse_args(argv=None) -> RunConfig:
@@ -123,10 +123,23 @@ def score(config: RunConfig, system, dataset, mesh, name: str, seed: int, result
     record["train_seconds"] = seconds
     record["best_epoch"] = result.best_epoch
     record["history"] = result.history.to_dict()
+    if adapted.latents is not None and dataset.train.num_functions > adapted.latents.shape[1]:
+        record.update(identification(system, result.best_state, dataset, adapted.latents))
     out.mkdir(parents=True, exist_ok=True)
     eqx.tree_serialise_leaves(out / "best_state.eqx", result.best_state)
     eqx.tree_serialise_leaves(out / "adapted.eqx", adapted.models)
     (out / "metrics.json").write_text(json.dumps(record, indent=1))
+
+
+def identification(system, state: meta.MetaState, dataset, test_latents) -> dict:
+    """How well an affine map from latents to μ, fitted on the training functions, reads off
+    the test functions' parameters from their adapted latents: R² per parameter (``mu_r2`` its
+    mean) and RMSE per parameter."""
+    latent_map = meta.fit_latent_map(state.latents, dataset.train.mu)
+    r2 = np.asarray(latent_map.r2(test_latents, dataset.test.mu)).tolist()
+    rmse = np.asarray(latent_map.rmse(test_latents, dataset.test.mu)).tolist()
+    return {"mu_r2": float(np.mean(r2)), "mu_r2_params": dict(zip(system.param_names, r2)),
+            "mu_rmse_params": dict(zip(system.param_names, rmse))}  # fmt: skip
 
 
 def run_method(config: RunConfig, prep: "Prepared", name: str) -> list[dict]:

@@ -7,5 +7,6 @@ from ._dataset import (
     generate_dataset as generate_dataset,
     split_counts as split_counts,
 )
+from ._from_arrays import taskset_from_arrays as taskset_from_arrays
 from ._simulate import finite_difference as finite_difference, simulate as simulate
 from ._taskset import TaskSet as TaskSet

@@ -8,6 +8,7 @@ from ._base import (
     Adapted as Adapted,
     MetaState as MetaState,
 )
+from ._identify import LatentMap as LatentMap, fit_latent_map as fit_latent_map
 from ._inner import optimise as optimise
 from ._maml import ANIL as ANIL, MAML as MAML
 from ._optimisation import last_layer_spec as last_layer_spec
