@@ -3,6 +3,10 @@
     python -m experiments.run --system pendulum                 # quick preset, all 8 methods
     python -m experiments.run --system kepler --preset paper --seeds 0,1,2
     python -m experiments.run --system dno --methods ro,mr --shots 5 --out runs/dno-k5
+    python -m experiments.run --system duffing --regime ours     # jaxmeta's own ranges
+
+The task regime (``--regime``, `experiments.regimes`; default ``paper-like``, calibrated on
+Scratch by ``experiments.calibrate``) sets the system's ranges; ``--set`` overrides on top.
 
 Writes, under ``--out``: ``results.json`` (config, versions, device, per-method mean ± std of
 every metric), ``table.md`` (our numbers beside the paper's), figures, and per-(method, seed)
