@@ -4,9 +4,11 @@
     python -m experiments.compare runs/pendulum runs/pendulum-zero --metrics trajectory_error
 
 One column group per run, labelled by what sets it apart (epochs, K, latent initialisation,
-system overrides); the paper's value beside ours is taken from the table matching that setting
-(Tables 4-8 for varying K, 9-10 for the zero initialisation, 1-2 and 7-8 otherwise; none for
-a system changed by ``--set``; none for ``rollout_error``, which is beyond the paper).
+task regime, system overrides); the paper's value beside ours is taken from the table matching
+that setting (Tables 4-8 for varying K, 9-10 for the zero initialisation, 1-2 and 7-8
+otherwise, under any named regime; none for a system changed by ``--set``; none for
+``rollout_error``, which is beyond the paper). A run written before regimes existed is of the
+``ours`` regime.
 """
 
 import argparse
@@ -35,6 +37,10 @@ def _k(result: dict) -> int:
     return result.get("k") or min(result["config"]["shots"] or default, default)
 
 
+def _regime(config: dict) -> str:
+    return config.get("regime", "ours")
+
+
 def _epochs(config: dict) -> int:
     return config["epochs"] or config["preset_values"]["epochs"]
 
@@ -47,6 +53,8 @@ def _label(config: dict, k: int, varying: set[str]) -> str:
         bits.append(f"K = {k}")
     if "latent_init" in varying:
         bits.append(f"{config['latent_init']} init")
+    if "regime" in varying:
+        bits.append(f"regime {_regime(config)}")
     if "set" in varying:
         bits.append(", ".join(f"{k} = {v}" for k, v in config["set"].items()) or "default")
     return "; ".join(bits) or "run"
@@ -64,6 +72,7 @@ def compare(runs: list[str], metrics: tuple[str, ...] = _METRICS) -> str:
     varying = {key for key in ("latent_init", "set")
                if len({json.dumps(c.get(key) or None, sort_keys=True) for c in configs}) > 1}  # fmt: skip
     varying |= {"k"} if len(set(ks)) > 1 else set()
+    varying |= {"regime"} if len({_regime(c) for c in configs}) > 1 else set()
     varying |= {"epochs"} if len({_epochs(c) for c in configs}) > 1 else set()
     labels = [_label(c, k, varying) for c, k in zip(configs, ks)]
     metrics = [m for m in metrics if any(m in s for r in results for s in r["methods"].values())]

@@ -11,6 +11,7 @@ from typing import Any
 from jaxmeta import systems
 
 from ._cli import parse_seeds
+from .regimes import DEFAULT_REGIME, REGIMES, regime_overrides
 from .registry import METHODS
 
 
@@ -37,11 +38,13 @@ PRESETS = {
 class RunConfig:
     """Everything a run of ``experiments.run`` depends on (flags resolved against the preset).
 
-    ``overrides`` are the ``--set`` system fields as ``(field, value)`` pairs (frozen); `set`
-    gives them as a dict.
+    ``regime`` names the task regime of `experiments.regimes` whose system overrides apply
+    first; ``overrides`` are the user's ``--set`` system fields on top, as ``(field, value)``
+    pairs (frozen); `set` gives them as a dict, `system_overrides` both merged.
     """
 
     system: str = "pendulum"
+    regime: str = DEFAULT_REGIME
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0,)
     shots: int | None = None
@@ -62,7 +65,13 @@ class RunConfig:
 
     @property
     def set(self) -> dict:
+        """The user's ``--set`` overrides only."""
         return dict(self.overrides)
+
+    @property
+    def system_overrides(self) -> dict:
+        """The fields the system is built with: the regime's, then ``--set`` on top."""
+        return {**regime_overrides(self.regime, self.system), **self.set}
 
     def to_json(self) -> dict:
         """The configuration as stored in ``results.json`` (with the preset's values)."""
@@ -70,6 +79,7 @@ class RunConfig:
         del record["overrides"]
         return json.loads(json.dumps({
             **record, "methods": list(self.methods), "seeds": list(self.seeds), "set": self.set,
+            "regime_overrides": regime_overrides(self.regime, self.system),
             "out": str(self.out), "preset_values": dataclasses.asdict(self.budget),
         }))  # fmt: skip
 
@@ -113,8 +123,13 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
                    help="support trajectories K per function (default: the paper's K, 20 for "
                         "mass-spring, 10 otherwise); a K above it generates a dataset with K "
                         "trajectories per function, one below it uses the first K")  # fmt: skip
+    p.add_argument("--regime", default=DEFAULT_REGIME, choices=tuple(REGIMES),
+                   help=f"task regime: the system's parameter and initial-condition ranges "
+                        f"(experiments.regimes; default {DEFAULT_REGIME}, 'ours' is jaxmeta's "
+                        f"own defaults); --set applies on top")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a field of the system (repeatable), a Python literal, e.g. "
+                   help="override a field of the system (repeatable, on top of the regime), a "
+                        "Python literal, e.g. "
                         "--set 'ic_bounds=((-0.5, 0.5), (-0.5, 0.5), (1.0, 2.0))'")  # fmt: skip
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                    help="budget: quick (minutes on a laptop CPU) or paper (App. F)")  # fmt: skip
@@ -142,6 +157,7 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     preset = PRESETS[args.preset]
     return RunConfig(
         system=args.system,
+        regime=args.regime,
         methods=tuple(methods),
         seeds=tuple(seeds),
         shots=args.shots,

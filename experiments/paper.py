@@ -119,8 +119,10 @@ def paper_value(
 
     ``k=None`` reads Tables 1-2, 7-8 (the default K); an explicit ``k`` reads the varying-K
     Tables 4-8; ``latent_init="zero"`` reads the zero-initialisation columns of Tables 9-10.
-    A system changed by ``overrides`` (``--set``: other ranges, e.g. the DNO targeted sampling of
-    App. G.2.1, reported by the paper only as a figure) has no paper number: None.
+    A system changed by the user's ``overrides`` (``--set``: other ranges, e.g. the DNO targeted
+    sampling of App. G.2.1, reported by the paper only as a figure) has no paper number: None.
+    Pass only ``--set`` here, not a named regime's overrides (`experiments.regimes`): a regime
+    is a reading of the paper's lost Table 3, scored beside the paper's values.
     """
     if overrides:
         return None

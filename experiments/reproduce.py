@@ -4,7 +4,7 @@
     python -m experiments.reproduce --preset paper --seeds 0,1,2        # the paper's budget
 
 Runs the jobs below as ``experiments.run`` directories under ``--out`` (default
-``runs/reproduce-<preset>``), a (job, method) at a time, its pending seeds as one vmapped
+``runs/reproduce-<preset>-<regime>``), a (job, method) at a time, its pending seeds as one vmapped
 program (`jaxmeta.meta.fit_seeds`), and writes ``tables.md``: each table with our mean ± std
 beside the paper's numbers and a verdict line computed from them. With ``--time-budget
 MINUTES`` a unit starts only if its estimated time (the longest finished unit of the same
@@ -33,6 +33,7 @@ from . import run
 from ._cli import parse_seeds
 from .config import PRESETS, RunConfig
 from .paper import varying_k
+from .regimes import DEFAULT_REGIME, REGIMES
 from .registry import METHODS, MODULATIONS
 from .verdict import verdict_lines
 
@@ -76,7 +77,8 @@ def jobs(system_names) -> list[Job]:
 def job_config(job: Job, args) -> RunConfig:
     preset = PRESETS[args.preset]
     return RunConfig(
-        system=job.system, methods=job.methods, seeds=tuple(args.seeds), shots=job.shots,
+        system=job.system, regime=args.regime, methods=job.methods, seeds=tuple(args.seeds),
+        shots=job.shots,
         overrides=job.overrides, preset=args.preset, epochs=args.epochs or preset.epochs,
         val_every=preset.val_every, latent_init=job.latent_init,
         out=Path(args.out) / f"{job.system}-{job.name}", progress=not args.no_progress,
@@ -105,6 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--regime", default=DEFAULT_REGIME, choices=tuple(REGIMES),
+                   help=f"task regime of experiments.regimes (default {DEFAULT_REGIME})")  # fmt: skip
     p.add_argument("--systems", default=",".join(systems.SYSTEMS),
                    help=f"comma-separated subset of: {', '.join(systems.SYSTEMS)}")  # fmt: skip
     p.add_argument("--seeds", default="0,1,2", help="comma-separated model seeds (default 0,1,2)")
@@ -117,7 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly before a (job, method, seed) that would not fit")  # fmt: skip
-    p.add_argument("--out", default=None, help="output directory (default runs/reproduce-<preset>)")
+    p.add_argument("--out", default=None, help="output directory (default runs/reproduce-<preset>-<regime>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -141,7 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.time_budget is not None and not args.time_budget > 0:
         p.error(f"--time-budget must be > 0 minutes, got {args.time_budget}")
-    args.out = args.out or f"runs/reproduce-{args.preset}"
+    args.out = args.out or f"runs/reproduce-{args.preset}-{args.regime}"
     return args
 
 
@@ -241,8 +245,7 @@ def write_tables(selected, configs, path: Path) -> str:
         counts = ", ".join(f"{m} {len(r) if isinstance(r, dict) else 'diverged'}"
                            for m, r in done.items())  # fmt: skip
         summary = json.loads((config.out / "results.json").read_text())["methods"]
-        paper = {"k": config.shots, "latent_init": config.latent_init, "overrides": config.set}
-        verdicts = verdict_lines(config.system, summary, **paper)
+        verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
     text = "\n".join(parts)

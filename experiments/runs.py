@@ -24,6 +24,7 @@ def config_from_json(record: dict, out: Path) -> RunConfig:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     values = {k: _tuples(v) for k, v in record.items() if k in fields}
     values["overrides"] = tuple((k, _tuples(v)) for k, v in record.get("set", {}).items())
+    values.setdefault("regime", "ours")  # runs made before regimes existed used jaxmeta's own
     values["out"] = Path(out)
     return RunConfig(**values)
 
@@ -36,7 +37,7 @@ def load_run(run_dir) -> tuple[RunConfig, systems.AbstractSystem, data.Dataset]:
     if not path.is_file():
         raise SystemExit(f"error: --run {run_dir}: no results.json (not a finished run)")
     config = config_from_json(json.loads(path.read_text())["config"], run_dir)
-    system = systems.get_system(config.system, **config.set)
+    system = systems.get_system(config.system, **config.system_overrides)
     preset = config.budget
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
         system = dataclasses.replace(system, mesh_points=preset.mesh_points_3d)

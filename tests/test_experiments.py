@@ -59,7 +59,7 @@ def test_cli_more_shots_than_default_and_system_overrides(tmp_path):
                            "--set", "param_ranges=((0.5, 1.0), (0.5, 1.0))",
                            "--latent-init", "zero"])  # fmt: skip
     assert args.set == {"t1": 0.3, "param_ranges": ((0.5, 1.0), (0.5, 1.0))}
-    system = systems.get_system(args.system, **args.set)
+    system = systems.get_system(args.system, **args.system_overrides)  # the regime, then --set
     more = run.load_dataset(system, args.shots, 0, tmp_path)  # above the default K = 10
     assert more.train.xs.shape[1] == 12 and more.test.xs.shape[1] == 12
     assert more.train.xs.shape[2] == 4  # t1 = 0.3 at dt = 0.1: 4 points

@@ -1,0 +1,401 @@
+"""Calibrate the task regime on Scratch alone: how hard are our tasks next to the paper's?
+
+    python -m experiments.calibrate                          # every regime, all six systems
+    python -m experiments.calibrate --regime paper-like --systems pendulum,duffing
+    python -m experiments.calibrate --candidates             # the candidate regimes below
+
+Scratch (no meta-learning: a fresh model per test function, `jaxmeta.meta.Scratch` with its
+defaults, 100 Adam steps at lr 2e-3 on the function's K support trajectories) at the paper's
+width (4×100 tanh; HNN or GNN as in ``experiments.run``) is scored on the 10 test functions
+with the paper's metrics: the velocity ("trajectory") error at the states of the novel test
+trajectories, the field error on the uniform mesh and, for 2-D systems, SSIM. Seeds are model
+seeds (the dataset is ``load_or_generate(system, 0, ...)``); the adaptation key of seed ``s``
+is the one ``experiments.run`` uses, ``jax.random.key(10_000 + s)``. Two properties of the data
+come with every row: the relative error of the finite-difference training velocities against
+the exact ones (a floor under any method fitted to them) and the RMS speed of the test states.
+
+Writes ``<out>/<regime>.md`` and ``.json`` per regime (``all``: every regime, plus
+``all.md`` side by side), or ``<out>/candidates.md`` and ``.json`` with ``--candidates``.
+Every measurement is also kept in ``<out>/measurements.json``, keyed by the system's fields
+and the settings (seeds, width, depth, steps, mesh cap, package version): a system measured
+before with the same settings (as a candidate, or under another regime) is read back, not run
+again; ``--fresh`` measures everything anew.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmeta import data, meta, metrics, systems
+
+from ._cli import parse_seeds
+from .config import PRESETS
+from .paper import paper_value
+from .regimes import REGIMES, regime_overrides
+from .run import make_model_factory
+
+METRICS = ("trajectory_error", "field_error", "ssim")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One candidate regime of one system: a label and its system field overrides."""
+
+    system: str
+    label: str
+    overrides: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.system}: {self.label}"
+
+
+_C = Candidate
+#: The candidates measured to choose the ``paper-like`` regime (results/calibration/README.md
+#: gives the reasons). Support and test initial states share one box in every candidate (the
+#: paper samples its test trajectories "from novel initial conditions", not from a new region).
+#: A candidate that widens the initial-condition box widens the field-error mesh by the same
+#: factor (the mesh covers the initial states with margin, spec §5).
+CANDIDATES: tuple[Candidate, ...] = (
+    _C("mass-spring", "ours", {}),
+    _C("mass-spring", "m,k in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    _C("mass-spring", "r in [0.2,2]",
+       {"ic_bounds": ((0.2, 2.0),), "mesh_bounds": ((-4.0, 4.0), (-4.0, 4.0))}),
+    _C("mass-spring", "m,k in [0.5,5], r in [0.2,2]",
+       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((0.2, 2.0),),
+        "mesh_bounds": ((-4.0, 4.0), (-4.0, 4.0))}),
+    _C("pendulum", "ours", {}),
+    _C("pendulum", "g=9.81", {"g": 9.81}),
+    _C("pendulum", "ICs in [-2,2]^2",
+       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-4.0, 4.0), (-6.0, 6.0))}),
+    _C("pendulum", "m,l in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    _C("pendulum", "g=9.81, m,l in [0.5,5]",
+       {"g": 9.81, "param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    _C("pendulum", "g=9.81, m,l in [0.5,5], ICs in [-2,2]^2",
+       {"g": 9.81, "param_ranges": ((0.5, 5.0), (0.5, 5.0)),
+        "ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-4.0, 4.0), (-6.0, 6.0))}),
+    _C("duffing", "ours", {}),
+    _C("duffing", "ICs in [-2,2]^2",
+       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-3.0, 3.0), (-4.0, 4.0))}),
+    _C("duffing", "alpha,beta in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    _C("duffing", "alpha,beta in [0.5,5], ICs in [-2,2]^2",
+       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)),
+        "mesh_bounds": ((-3.0, 3.0), (-4.0, 4.0))}),
+    _C("kepler", "ours", {}),
+    _C("kepler", "d in [0.5,1.5]", {"ic_bounds": ((0.5, 1.5), (-0.05, 0.1))}),
+    _C("kepler", "eps in [-0.2,0.2]", {"ic_bounds": ((0.8, 1.5), (-0.2, 0.2))}),
+    _C("kepler", "m1,m2 in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    _C("kepler", "d in [0.5,1.5], eps in [-0.2,0.2]", {"ic_bounds": ((0.5, 1.5), (-0.2, 0.2))}),
+    _C("dno", "ours", {}),
+    _C("dno", "q,p in [-2,2]",
+       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0), (0.0, 1.0)),
+        "mesh_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.5))}),
+    _C("dno", "q,p in [-3,3]",
+       {"ic_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0)),
+        "mesh_bounds": ((-4.5, 4.5), (-4.5, 4.5), (0.0, 1.5))}),
+    _C("dno", "m in [0.5,5], gamma in [0.2,2]", {"param_ranges": ((0.5, 5.0), (0.2, 2.0))}),
+    _C("tgc", "ours", {}),
+    _C("tgc", "q in [0.2,1.8] (cited box)",
+       {"ic_bounds": ((0.2, 1.8), (-1.0, 1.0), (1.0, 3.0), (1.0, 3.0)),
+        "mesh_bounds": ((0.1, 1.9), (-1.5, 1.5), (1.0, 3.0), (1.0, 3.0))}),
+    _C("tgc", "p in [-2,2]",
+       {"ic_bounds": ((0.6, 1.4), (-2.0, 2.0), (1.0, 3.0), (1.0, 3.0)),
+        "mesh_bounds": ((0.5, 1.5), (-3.0, 3.0), (1.0, 3.0), (1.0, 3.0))}),
+    _C("tgc", "alpha,m in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
+    # Round 2: per system, the levers of round 1 that each raised Scratch's error, combined
+    # (no new lever, no new range value).
+    _C("kepler", "m1,m2 in [0.5,5], d in [0.5,1.5], eps in [-0.2,0.2]",
+       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((0.5, 1.5), (-0.2, 0.2))}),
+    _C("dno", "m in [0.5,5], gamma in [0.2,2], q,p in [-3,3]",
+       {"param_ranges": ((0.5, 5.0), (0.2, 2.0)),
+        "ic_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0)),
+        "mesh_bounds": ((-4.5, 4.5), (-4.5, 4.5), (0.0, 1.5))}),
+    _C("tgc", "alpha,m in [0.5,5], q in [0.2,1.8]",
+       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)),
+        "ic_bounds": ((0.2, 1.8), (-1.0, 1.0), (1.0, 3.0), (1.0, 3.0)),
+        "mesh_bounds": ((0.1, 1.9), (-1.5, 1.5), (1.0, 3.0), (1.0, 3.0))}),
+)  # fmt: skip
+
+
+def coarsen_mesh(system: systems.AbstractSystem, max_points: int) -> systems.AbstractSystem:
+    """The system with its field-error mesh coarsened to at most ``max_points`` points (the
+    most points per axis that fit), or unchanged if it has no mesh or fits already."""
+    if system.mesh_bounds is None or system.mesh_points**system.state_dim <= max_points:
+        return system
+    per_axis = max(2, int(math.floor(max_points ** (1 / system.state_dim) + 1e-9)))
+    return dataclasses.replace(system, mesh_points=per_axis)
+
+
+@eqx.filter_jit
+def _scores(system, models, test: data.TaskSet, mesh) -> dict:
+    """Per test function: the paper's metrics of the adapted ``models`` (batched)."""
+    vm = eqx.filter_vmap
+    out = {"trajectory_error": vm(metrics.trajectory_error)(models, test.query_xs, test.query_dxs)}
+    if mesh is not None:
+
+        def field(m, mu):
+            learned = metrics.field_values(m, mesh)
+            true = metrics.field_values(lambda x: system.vector_field(x, mu), mesh)
+            return jnp.linalg.norm(learned - true) / jnp.linalg.norm(true), learned, true
+
+        err, learned, true = vm(field)(models, test.mu)
+        out["field_error"] = err
+        if system.state_dim == 2:
+            n = system.mesh_points
+            out["ssim"] = jax.vmap(lambda a, b: metrics.field_ssim(a, b, (n, n)))(learned, true)
+    return out
+
+
+@eqx.filter_jit
+def _data_properties(system, test: data.TaskSet) -> dict:
+    """Per test function: the relative error of the finite-difference support velocities
+    against the exact field at the same states, and the RMS speed of the test states."""
+    field = lambda x, mu: system.vector_field(x, mu)
+    exact = jax.vmap(lambda xs, mu: jax.vmap(lambda x: field(x, mu))(xs))
+    flat = lambda a: a.reshape(a.shape[0], -1, a.shape[-1])
+    xs, dxs = flat(test.xs), flat(test.dxs)
+    true = exact(xs, test.mu)
+    norm = lambda a: jnp.sqrt(jnp.sum(a**2, axis=(1, 2)))
+    qdx = flat(test.query_dxs)
+    return {
+        "fd_error": norm(dxs - true) / norm(true),
+        "rms_speed": jnp.sqrt(jnp.mean(jnp.sum(qdx**2, axis=-1), axis=-1)),
+    }
+
+
+def measure(
+    system: systems.AbstractSystem,
+    seeds: list[int],
+    data_dir: Path,
+    *,
+    width: int,
+    depth: int,
+    steps: int = 100,
+    max_mesh_points: int = 30_000,
+) -> dict:
+    """Scratch on the test functions of ``system``'s cached dataset, one run per seed.
+
+    **Returns:** ``{metric: {"mean", "std", "per_seed"}}`` for the paper's metrics (the mean
+    over the test functions per seed, then mean and population std over seeds), plus
+    ``fd_error`` and ``rms_speed`` (means over the test functions), ``k`` and ``mesh_points``.
+    """
+    dataset = data.load_or_generate(system, 0, data_dir)
+    scored = coarsen_mesh(system, max_mesh_points)
+    mesh = scored.mesh() if scored.mesh_bounds is not None else None
+    preset = dataclasses.replace(PRESETS["paper"], width=width, depth=depth)
+    learner = meta.Scratch(adapt_steps=steps)
+    state = learner.init(make_model_factory(system, preset), dataset.train.num_functions,
+                         key=jax.random.key(0))  # fmt: skip
+    per_seed: dict[str, list[float]] = {}
+    for seed in seeds:
+        adapted = meta.adapt(learner, state, dataset.test, jax.random.key(10_000 + seed))
+        scores = jax.device_get(_scores(scored, adapted.models, dataset.test, mesh))
+        for name, values in scores.items():
+            per_seed.setdefault(name, []).append(float(np.mean(values)))
+    record: dict[str, Any] = {}
+    for name in METRICS:
+        if name in per_seed:
+            arr = np.asarray(per_seed[name])
+            record[name] = {"mean": float(arr.mean()), "std": float(arr.std()),
+                            "per_seed": arr.tolist()}  # fmt: skip
+    props = jax.device_get(_data_properties(system, dataset.test))
+    record.update({k: float(np.mean(v)) for k, v in props.items()})
+    record["k"] = dataset.test.num_trajectories
+    record["mesh_points"] = scored.mesh_points if mesh is not None else None
+    return record
+
+
+class _Store:
+    """Measurements on disk (``measurements.json``), keyed by system fields and settings."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        self.records = {} if fresh or not path.exists() else json.loads(path.read_text())
+
+    @staticmethod
+    def key(system: systems.AbstractSystem, seeds, settings: dict) -> str:
+        fields = {f.name: getattr(system, f.name) for f in dataclasses.fields(system)}
+        return json.dumps({"system": system.name, "fields": fields, "seeds": list(seeds),
+                           "settings": settings, "jaxmeta": version("jaxmeta")},
+                          sort_keys=True)  # fmt: skip
+
+    def measure(self, system, seeds, data_dir: Path, settings: dict) -> dict:
+        key = self.key(system, seeds, settings)
+        if key not in self.records:
+            self.records[key] = measure(system, seeds, data_dir, **settings)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.records, indent=1))
+        return self.records[key]
+
+
+def _fmt(record: dict, metric: str) -> str:
+    if metric not in record:
+        return "–"
+    return f"{record[metric]['mean']:.3f} ± {record[metric]['std']:.3f}"
+
+
+def _paper(system: str, metric: str) -> str:
+    ref = paper_value(system, "scratch", metric)
+    return "–" if ref is None else f"{ref:.3f}"
+
+
+def _overrides_text(overrides: dict) -> str:
+    return "; ".join(f"`{k}={v!r}`" for k, v in overrides.items()) or "(defaults)"
+
+
+_HEAD = ("velocity error (ours) | (paper) | field error (ours) | (paper) | SSIM (ours) | (paper) "
+         "| FD error | RMS speed")  # fmt: skip
+
+
+def _cells(system: str, record: dict) -> str:
+    cells = []
+    for metric in METRICS:
+        cells += [_fmt(record, metric), _paper(system, metric)]
+    cells += [f"{record['fd_error']:.1e}", f"{record['rms_speed']:.3g}"]
+    return " | ".join(cells)
+
+
+def _caption(seeds, width: int, depth: int, steps: int) -> str:
+    return (f"Scratch ({depth}×{width} tanh, {steps} Adam steps at lr 2e-3 from a fresh init), "
+            f"mean ± std over model seeds {list(seeds)}; paper: its Scratch row (Tables 1-2, "
+            f"7-8 at K = 10). FD error: relative error of the finite-difference training "
+            f"velocities against the exact ones; RMS speed: of the test states.")  # fmt: skip
+
+
+def regime_table(regime: str, records: dict, caption: str) -> str:
+    """Markdown: one row per system of ``regime`` beside the paper's Scratch row."""
+    lines = [f"### Scratch under the `{regime}` regime", "", caption, "",
+             f"| system | overrides | K | {_HEAD} |", "|---|---|---|" + "---|" * 8]  # fmt: skip
+    for name, record in records.items():
+        overrides = _overrides_text(regime_overrides(regime, name))
+        lines.append(f"| {name} | {overrides} | {record['k']} | {_cells(name, record)} |")
+    return "\n".join(lines) + "\n"
+
+
+def candidates_table(records: list[tuple[Candidate, dict]], caption: str) -> str:
+    """Markdown: one row per candidate, grouped by system."""
+    lines = ["### Scratch under each candidate regime", "", caption, "",
+             f"| candidate | overrides | {_HEAD} |", "|---|---|" + "---|" * 8]  # fmt: skip
+    for cand, record in records:
+        text = _overrides_text(cand.overrides)
+        lines.append(f"| {cand.name} | {text} | {_cells(cand.system, record)} |")
+    return "\n".join(lines) + "\n"
+
+
+def side_by_side(tables: dict[str, dict], caption: str) -> str:
+    """Markdown: the velocity and field errors of every regime beside the paper's."""
+    regimes = list(tables)
+    head = " | ".join(f"{r}: velocity | {r}: field" for r in regimes)
+    lines = ["### Scratch: regimes beside the paper", "", caption, "",
+             f"| system | {head} | paper: velocity | paper: field |",
+             "|---|" + "---|---|" * len(regimes) + "---|---|"]  # fmt: skip
+    for name in next(iter(tables.values())):
+        cells = []
+        for r in regimes:
+            record = tables[r][name]
+            cells += [_fmt(record, "trajectory_error"), _fmt(record, "field_error")]
+        cells += [_paper(name, "trajectory_error"), _paper(name, "field_error")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, stem: str, text: str, payload) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--regime", default="all", choices=(*REGIMES, "all"),
+                   help="regime to measure (default: all)")  # fmt: skip
+    p.add_argument("--systems", default=",".join(systems.SYSTEMS),
+                   help=f"comma-separated subset of: {', '.join(systems.SYSTEMS)}")  # fmt: skip
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated model seeds (default 0,1,2)")
+    p.add_argument("--candidates", action="store_true",
+                   help="measure the candidate regimes (CANDIDATES) instead of --regime")  # fmt: skip
+    p.add_argument("--steps", type=int, default=100,
+                   help="Scratch's Adam steps (default 100, the paper's test-time budget; "
+                        "other values write <name>-steps<N>.md)")  # fmt: skip
+    p.add_argument("--width", type=int, default=PRESETS["paper"].width,
+                   help="MLP width (default the paper's 100; smaller only for smoke tests)")  # fmt: skip
+    p.add_argument("--depth", type=int, default=PRESETS["paper"].depth,
+                   help="MLP hidden layers (default the paper's 4)")  # fmt: skip
+    p.add_argument("--max-mesh-points", type=int, default=30_000,
+                   help="largest field-error mesh; a larger one (TGC's 30^4) is coarsened to "
+                        "the most points per axis within it (default 30000: TGC 13^4)")  # fmt: skip
+    p.add_argument("--data-dir", default="runs/calibration/data", help="dataset cache")
+    p.add_argument("--out", default="results/calibration", help="output directory")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure anew, ignoring <out>/measurements.json")  # fmt: skip
+    args = p.parse_args(argv)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in names if s not in systems.SYSTEMS]
+    if bad or not names:
+        p.error(f"unknown system(s) {bad or args.systems!r}; valid: {', '.join(systems.SYSTEMS)}")
+    args.systems = names
+    args.seeds = parse_seeds(p, args.seeds)
+    for flag in ("steps", "width", "depth", "max_mesh_points"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out, data_dir = Path(args.out), Path(args.data_dir)
+    suffix = "" if args.steps == 100 else f"-steps{args.steps}"
+    caption = _caption(args.seeds, args.width, args.depth, args.steps)
+    settings = dict(width=args.width, depth=args.depth, steps=args.steps,
+                    max_mesh_points=args.max_mesh_points)  # fmt: skip
+    store = _Store(out / "measurements.json", args.fresh)
+    if args.candidates:
+        records = []
+        for cand in (c for c in CANDIDATES if c.system in args.systems):
+            system = systems.get_system(cand.system, **cand.overrides)
+            record = store.measure(system, args.seeds, data_dir, settings)
+            print(f"{cand.name:55s} velocity error {_fmt(record, 'trajectory_error')}", flush=True)
+            records.append((cand, record))
+        text = candidates_table(records, caption)
+        payload = [{"system": c.system, "label": c.label, "overrides": c.overrides, **r}
+                   for c, r in records]  # fmt: skip
+        _write(out, "candidates" + suffix, text, payload)
+        print(text)
+        return 0
+    regimes = list(REGIMES) if args.regime == "all" else [args.regime]
+    tables = {}
+    for regime in regimes:
+        records = {}
+        for name in args.systems:
+            system = systems.get_system(name, **regime_overrides(regime, name))
+            records[name] = store.measure(system, args.seeds, data_dir, settings)
+            print(f"{regime}: {name:12s} velocity error "
+                  f"{_fmt(records[name], 'trajectory_error')}", flush=True)  # fmt: skip
+        tables[regime] = records
+        text = regime_table(regime, records, caption)
+        payload = {"regime": regime, "seeds": args.seeds, "steps": args.steps,
+                   "width": args.width, "depth": args.depth,
+                   "systems": {n: {"overrides": regime_overrides(regime, n), **r}
+                               for n, r in records.items()}}  # fmt: skip
+        _write(out, regime + suffix, text, payload)
+        print(text)
+    if len(tables) > 1:
+        text = side_by_side(tables, caption)
+        _write(out, "all" + suffix, text, {r: t for r, t in tables.items()})
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
