@@ -121,7 +121,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop cleanly before a (job, method, seed) that would not fit")  # fmt: skip
-    p.add_argument("--out", default=None, help="output directory (default runs/reproduce-<preset>-<regime>)")
+    p.add_argument(
+        "--out", default=None, help="output directory (default runs/reproduce-<preset>-<regime>)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
