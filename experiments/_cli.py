@@ -1,7 +1,9 @@
-"""Argument checks shared by the ConCerNet command lines: a bad flag is an argparse error
-naming the flag and the value, before any data is generated."""
+"""Argument checks shared by every command line: a bad flag is an argparse error naming the
+flag and the value, before any data is generated."""
 
 import argparse
+
+from jaxmeta.systems import SYSTEMS
 
 
 def parse_seeds(parser: argparse.ArgumentParser, text: str) -> list[int]:
@@ -31,3 +33,12 @@ def check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *f
         value = getattr(args, flag)
         if value is not None and not value > 0:
             parser.error(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+
+
+def parse_systems(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """``"pendulum,dno"`` -> ``["pendulum", "dno"]``, or a parser error naming ``--systems``."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SYSTEMS]
+    if bad or not names:
+        parser.error(f"--systems: unknown {bad or text!r}; valid: {', '.join(SYSTEMS)}")
+    return names

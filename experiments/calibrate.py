@@ -36,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmeta import data, meta, metrics, systems
+from jaxmeta import data, meta, systems
 
-from ._cli import parse_seeds
+from ._cli import parse_seeds, parse_systems
 from .config import PRESETS
+from .evaluate import paper_scores
 from .paper import paper_value
 from .regimes import REGIMES, regime_overrides
 from .run import make_model_factory
@@ -139,21 +140,7 @@ def coarsen_mesh(system: systems.AbstractSystem, max_points: int) -> systems.Abs
 @eqx.filter_jit
 def _scores(system, models, test: data.TaskSet, mesh) -> dict:
     """Per test function: the paper's metrics of the adapted ``models`` (batched)."""
-    vm = eqx.filter_vmap
-    out = {"trajectory_error": vm(metrics.trajectory_error)(models, test.query_xs, test.query_dxs)}
-    if mesh is not None:
-
-        def field(m, mu):
-            learned = metrics.field_values(m, mesh)
-            true = metrics.field_values(lambda x: system.vector_field(x, mu), mesh)
-            return jnp.linalg.norm(learned - true) / jnp.linalg.norm(true), learned, true
-
-        err, learned, true = vm(field)(models, test.mu)
-        out["field_error"] = err
-        if system.state_dim == 2:
-            n = system.mesh_points
-            out["ssim"] = jax.vmap(lambda a, b: metrics.field_ssim(a, b, (n, n)))(learned, true)
-    return out
+    return paper_scores(system, models, test, mesh)
 
 
 @eqx.filter_jit
@@ -340,11 +327,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true",
                    help="measure anew, ignoring <out>/measurements.json")  # fmt: skip
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.systems.split(",") if s.strip()]
-    bad = [s for s in names if s not in systems.SYSTEMS]
-    if bad or not names:
-        p.error(f"unknown system(s) {bad or args.systems!r}; valid: {', '.join(systems.SYSTEMS)}")
-    args.systems = names
+    args.systems = parse_systems(p, args.systems)
     args.seeds = parse_seeds(p, args.seeds)
     for flag in ("steps", "width", "depth", "max_mesh_points"):
         if getattr(args, flag) < 1:

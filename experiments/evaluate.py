@@ -15,6 +15,27 @@ from jaxmeta.systems import AbstractHamiltonianSystem, AbstractSystem
 ENERGY_SUBSTEPS = 4
 
 
+def paper_scores(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
+    """The paper's metrics (spec §5) of a batch of adapted ``models``, per test function:
+    ``trajectory_error`` (the velocity error at the novel test states) and, where a mesh
+    exists, ``field_error`` and (2-D systems) ``ssim``."""
+    vm = eqx.filter_vmap
+    out = {"trajectory_error": vm(metrics.trajectory_error)(models, test.query_xs, test.query_dxs)}
+    if mesh is not None:
+
+        def field(m, mu):
+            learned = metrics.field_values(m, mesh)
+            true = metrics.field_values(lambda x: system.vector_field(x, mu), mesh)
+            return jnp.linalg.norm(learned - true) / jnp.linalg.norm(true), learned, true
+
+        err, learned, true = vm(field)(models, test.mu)
+        out["field_error"] = err
+        if system.state_dim == 2:
+            n = system.mesh_points
+            out["ssim"] = jax.vmap(lambda a, b: metrics.field_ssim(a, b, (n, n)))(learned, true)
+    return out
+
+
 @eqx.filter_jit
 def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     """Per-function (and per-trajectory) metrics of a batch of adapted models.
@@ -31,22 +52,10 @@ def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     """
     ts = test.ts
     vm = eqx.filter_vmap
-    out = {
-        "trajectory_error": vm(metrics.trajectory_error)(models, test.query_xs, test.query_dxs),
-        "rollout_error": vm(lambda m, xs: metrics.rollout_errors(m, xs, ts))(models, test.query_xs),
-    }
-    if mesh is not None:
-
-        def field(m, mu):
-            learned = metrics.field_values(m, mesh)
-            true = metrics.field_values(lambda x: system.vector_field(x, mu), mesh)
-            return jnp.linalg.norm(learned - true) / jnp.linalg.norm(true), learned, true
-
-        err, learned, true = vm(field)(models, test.mu)
-        out["field_error"] = err
-        if system.state_dim == 2:
-            n = system.mesh_points
-            out["ssim"] = jax.vmap(lambda a, b: metrics.field_ssim(a, b, (n, n)))(learned, true)
+    out = paper_scores(system, models, test, mesh)
+    out["rollout_error"] = vm(lambda m, xs: metrics.rollout_errors(m, xs, ts))(
+        models, test.query_xs
+    )
     x0 = test.query_xs[:, :, 0]
     if isinstance(system, AbstractHamiltonianSystem):
         roll = lambda m, x: symplectic_rollout(m, x, ts, substeps=ENERGY_SUBSTEPS)

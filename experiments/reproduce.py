@@ -30,7 +30,7 @@ import jax
 from jaxmeta import systems
 
 from . import run
-from ._cli import parse_seeds
+from ._cli import parse_seeds, parse_systems
 from .config import PRESETS, RunConfig
 from .paper import varying_k
 from .regimes import DEFAULT_REGIME, REGIMES
@@ -126,11 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = p.parse_args(argv)
-    names = [s.strip() for s in args.systems.split(",") if s.strip()]
-    bad = [s for s in names if s not in systems.SYSTEMS]
-    if bad or not names:
-        p.error(f"--systems: unknown {bad or args.systems!r}; valid: {', '.join(systems.SYSTEMS)}")
-    args.systems = names
+    args.systems = parse_systems(p, args.systems)
     args.seeds = parse_seeds(p, args.seeds)
     if args.methods is not None:
         args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -180,7 +180,7 @@ def test_calibrate_writes_regime_and_candidate_tables(tmp_path, monkeypatch):
 def test_calibrate_bad_flags(capsys):
     with pytest.raises(SystemExit):
         calibrate.parse_args(["--systems", "pendulum,spring"])
-    assert "unknown system(s) ['spring']" in capsys.readouterr().err
+    assert "--systems: unknown ['spring']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         calibrate.parse_args(["--steps", "0"])
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
