@@ -238,6 +238,21 @@ def draw_figures(config: RunConfig, system, dataset, firsts: dict) -> None:
         plots.trajectories(system, dataset.test, adapted, config.out / "trajectories.png")
 
 
+def check_out_regime(config: RunConfig) -> None:
+    """Refuse an ``--out`` holding a run of another regime (a run from before regimes existed
+    is of ``ours``): its finished (method, seed) results would be reused as this run's."""
+    previous = config.out / "results.json"
+    if not previous.exists():
+        return
+    stored = json.loads(previous.read_text())["config"].get("regime", "ours")
+    if stored != config.regime:
+        raise SystemExit(
+            f"error: --out {config.out} holds a run of regime {stored!r}, not "
+            f"{config.regime!r}; its finished results would be reused: pass another --out "
+            f"(or --regime {stored})"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """What every (method, seed) of a run shares: the system (with the preset's mesh), the
@@ -251,10 +266,12 @@ class Prepared:
 
 def prepare(config: RunConfig) -> Prepared:
     """Build the system, load (or generate) the dataset and pick the device layout."""
+    check_out_regime(config)
     try:
         system = systems.get_system(config.system, **config.system_overrides)
     except (ValueError, TypeError) as err:
         raise SystemExit(f"error: --set: {err} (regime {config.regime!r})") from err
+    check_out_regime(config)
     preset = config.budget
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
         system = dataclasses.replace(system, mesh_points=preset.mesh_points_3d)
