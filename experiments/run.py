@@ -266,7 +266,6 @@ class Prepared:
 
 def prepare(config: RunConfig) -> Prepared:
     """Build the system, load (or generate) the dataset and pick the device layout."""
-    check_out_regime(config)
     try:
         system = systems.get_system(config.system, **config.system_overrides)
     except (ValueError, TypeError) as err:
