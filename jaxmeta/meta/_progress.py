@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..io import checkpoint_exists, fingerprint, load_checkpoint, save_checkpoint
+from ..io import (
+    CheckpointError,
+    checkpoint_exists,
+    data_digest,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ._base import MetaState
 from ._result import History, TrainResult
 from ._seeds import index_seed
@@ -21,12 +28,13 @@ from ._sharding import to_host
 
 def run_config(learner, like_state, dataset, val_every, keys) -> dict:
     """What a checkpoint must have been written for: the learner's `fingerprint`, the
-    state's and the data's shapes, ``val_every`` and the keys."""
+    state's shapes, the data's `data_digest` (its values, not only its shapes), ``val_every``
+    and the keys."""
     shapes = [(str(x.dtype), list(x.shape)) for x in jax.tree.leaves(like_state) if eqx.is_array(x)]
     return {
         "learner": fingerprint(learner),
         "state": hashlib.sha256(repr(shapes).encode()).hexdigest(),
-        "data": [list(x.shape) for x in jax.tree.leaves(dataset)],
+        "data": data_digest(dataset),
         "val_every": val_every,
         "key": np.asarray(jax.random.key_data(keys)).tolist(),
     }
@@ -87,14 +95,27 @@ def _paths(directory) -> tuple[Path, Path]:
     return Path(directory) / "last", Path(directory) / "best"
 
 
-def load_progress(directory: str | os.PathLike, fresh: Progress, config: dict) -> Progress:
+def load_progress(directory: str | os.PathLike, fresh: Progress, config: dict, *,
+                  epochs: int) -> Progress:  # fmt: skip
     """The progress checkpointed in ``directory`` (``fresh`` if nothing is there yet).
-    Raises `ValueError` for a checkpoint of another ``config`` or a corrupt one."""
+
+    Raises `CheckpointError` (naming ``checkpoint_dir``) for a checkpoint of another
+    ``config``, a corrupt one, or one already past ``epochs``: its result is not this run's.
+    """
     last, best = _paths(directory)
     if not checkpoint_exists(last):
         return fresh
-    state, header = load_checkpoint(last, fresh.state, config=config)
-    best_state, best_header = load_checkpoint(best, state, config=config)
+    try:
+        state, header = load_checkpoint(last, fresh.state, config=config)
+        best_state, best_header = load_checkpoint(best, state, config=config)
+    except CheckpointError as err:
+        raise CheckpointError(f"`checkpoint_dir`={str(directory)!r}: {err}") from err
+    if header["epoch"] > epochs:
+        raise CheckpointError(
+            f"`checkpoint_dir`={str(directory)!r} holds a run at epoch {header['epoch']}, past "
+            f"`epochs`={epochs}; refusing to report it as this run. Delete it, or use another "
+            f"directory."
+        )
     return Progress(
         state,
         best_state,
