@@ -408,3 +408,7 @@ def main(argv=None) -> int:
     if _lead():
         print(report(config, prep, done))
     return EXIT_DIVERGED if any(isinstance(r, str) for r in done.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

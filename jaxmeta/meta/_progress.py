@@ -23,7 +23,7 @@ from ..io import (
 from ._base import MetaState
 from ._result import History, TrainResult
 from ._seeds import index_seed
-from ._sharding import to_host
+from ._sharding import barrier, to_host
 
 
 def run_config(learner, like_state, dataset, val_every, keys) -> dict:
@@ -133,13 +133,15 @@ def _save(stem, tree, header):
 
 
 def save_progress(directory, progress: Progress, config: dict, *, improved: bool) -> None:
-    """Checkpoint ``last`` and, if some seed ``improved``, ``best`` (written first)."""
+    """Checkpoint ``last`` and, if some seed ``improved``, ``best`` (written first), by
+    process 0; every process returns once they are on disk."""
     last, best = _paths(directory)
     head = {"config": config, "epoch": progress.epoch}
     if improved:
         _save(best, progress.best_state, head | {"best_val": progress.best_val.tolist(),
                                                  "best_epoch": list(progress.best_epoch)})  # fmt: skip
     _save(last, progress.state, head | {"history": [h.to_dict() for h in progress.histories]})
+    barrier("jaxmeta checkpoint")
 
 
 def last_good(directory, epoch: int) -> str:

@@ -148,6 +148,13 @@ def to_host(tree):
     return eqx.combine(multihost_utils.process_allgather(dynamic, tiled=True), static)
 
 
+def barrier(name: str) -> None:
+    """With several processes, wait until every process gets here (e.g. until process 0
+    has written a checkpoint that the others may read next); nothing in one process."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
 def to_local(tree):
     """Arrays spread over several processes as the same process-local arrays on every
     process (so each can score, save or plot them alone); unchanged in one process."""
