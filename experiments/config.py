@@ -57,6 +57,10 @@ class RunConfig:
     out: Path = Path("runs/pendulum")
     devices: int | None = None
     progress: bool = True
+    restart: bool = False  # discard stored work of another configuration instead of refusing
+    coordinator: str | None = None  # HOST:PORT of `jax.distributed` (several processes)
+    num_processes: int = 1
+    process_id: int = 0
 
     @property
     def budget(self) -> Preset:
@@ -111,6 +115,24 @@ def _parse_overrides(parser, system_name: str, items: list[str]) -> dict:
     return overrides
 
 
+def _check_processes(parser, args) -> None:
+    """``--coordinator``, ``--num-processes`` and ``--process-id`` come together and agree."""
+    flags = ("coordinator", "num_processes", "process_id")
+    given = [f for f in flags if getattr(args, f) is not None]
+    if given and len(given) < 3:
+        parser.error("--coordinator, --num-processes and --process-id go together; got only "
+                     + ", ".join("--" + f.replace("_", "-") for f in given))  # fmt: skip
+    if not given:
+        return
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.num_processes < 1:
+        parser.error(f"--num-processes must be >= 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        parser.error(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+
+
 def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     """Command line -> `RunConfig` (argparse errors name the flag and the bad value)."""
     p = argparse.ArgumentParser(prog="python -m experiments.run", description=doc,
@@ -143,7 +165,16 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
                    help="devices to shard the training functions over (default: the most "
                         "available devices dividing their number)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--restart", action="store_true",
+                   help="discard stored work of a (method, seed) made with another "
+                        "configuration, or a corrupt checkpoint, and start it over (default: "
+                        "refuse, naming what differs)")  # fmt: skip
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="several processes: the address of process 0 (jax.distributed)")  # fmt: skip
+    p.add_argument("--num-processes", type=int, default=None, help="several processes: N")
+    p.add_argument("--process-id", type=int, default=None, help="several processes: 0..N-1")
     args = p.parse_args(argv)
+    _check_processes(p, args)
     if args.system not in systems.SYSTEMS:
         p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
     methods = _parse_list(args.methods, METHODS, "method(s)")
@@ -170,4 +201,8 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
         out=Path(args.out or f"runs/{args.system}"),
         devices=args.devices,
         progress=not args.no_progress,
+        restart=args.restart,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes or 1,
+        process_id=args.process_id or 0,
     )

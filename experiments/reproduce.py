@@ -12,6 +12,12 @@ method, else of any method, times its seeds) still fits, keeping ``RESERVE`` sec
 the tables; where all pending seeds do not fit, one seed runs alone; then it stops cleanly,
 and the same command again continues where it stopped (finishing at least one unit a call).
 
+Finished work is reused only by the configuration that made it (`experiments.provenance`):
+a (job, method, seed) made with, say, other ``--epochs`` is refused, naming what differs, and
+``--restart`` discards it instead. Exit status: 0; 2 for a bad flag or stale or corrupt
+stored work (``error: ...``, nothing trained); 3 when some unit diverged in this call (the
+tables are written, with ``diverged``).
+
 Jobs: ``main`` (Tables 1-2 and the K = 10 columns of 7-8: every system, every method),
 ``zero-init`` (Tables 9-10: modulations, latent initialised at zero), ``k<K>`` (Tables 4-8,
 the other K of each system) and ``dno-targeted`` (App. G.2.1, a figure in the paper: ours
@@ -29,7 +35,7 @@ import jax
 
 from jaxmeta import systems
 
-from . import run
+from . import provenance, run
 from ._cli import parse_seeds, parse_systems
 from .config import PRESETS, RunConfig
 from .paper import varying_k
@@ -82,6 +88,7 @@ def job_config(job: Job, args) -> RunConfig:
         overrides=job.overrides, preset=args.preset, epochs=args.epochs or preset.epochs,
         val_every=preset.val_every, latent_init=job.latent_init,
         out=Path(args.out) / f"{job.system}-{job.name}", progress=not args.no_progress,
+        restart=args.restart,
     )  # fmt: skip
 
 
@@ -125,6 +132,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--out", default=None, help="output directory (default runs/reproduce-<preset>-<regime>)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--restart", action="store_true",
+                   help="discard stored work made with another configuration (or a corrupt "
+                        "checkpoint) and redo it (default: refuse, naming what differs)")  # fmt: skip
     args = p.parse_args(argv)
     args.systems = parse_systems(p, args.systems)
     args.seeds = parse_seeds(p, args.seeds)
@@ -149,6 +159,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _reproduce(args)
+    except ValueError as err:  # stale or corrupt stored work, bad settings: no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return run.EXIT_ERROR
+
+
+def _reproduce(args) -> int:
     start = time.perf_counter()
     budget = None if args.time_budget is None else 60 * args.time_budget
     selected = [j for j in jobs(args.systems) if args.jobs is None or j.name in args.jobs]
@@ -157,13 +175,18 @@ def main(argv=None) -> int:
         selected = [dataclasses.replace(j, methods=keep(j)) for j in selected if keep(j)]
     configs = [job_config(j, args) for j in selected]
     print(f"jax {jax.__version__} | {jax.devices()} | {len(selected)} job(s) in {args.out}")
-    stopped, ran = None, 0
+    for job, config in zip(selected, configs):  # the flags of all stored work, before any data
+        for method in job.methods:
+            provenance.check(config, method)
+    stopped, ran, diverged = None, 0, False
     for job, config in zip(selected, configs):
         pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
                    for m in job.methods}  # fmt: skip
         if not any(pending.values()):
             continue
         prep = run.prepare(config)
+        for method in job.methods:  # and its data, before this job trains anything
+            provenance.check(config, method, prep.data)
         for method, seeds in pending.items():
             while seeds and not stopped:
                 estimate = _estimate(configs, method)
@@ -178,7 +201,8 @@ def main(argv=None) -> int:
                     stopped = (job.name, job.system, method, seeds[0], estimate)
                     break
                 seeds = seeds[len(group) :]
-                ran += _run_unit(job, config, prep, method, group)
+                ran += 1
+                diverged |= not _run_unit(job, config, prep, method, group)
         if stopped:
             break
     text = write_tables(selected, configs, Path(args.out) / "tables.md")
@@ -190,33 +214,37 @@ def main(argv=None) -> int:
         print(f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min: next "
               f"{system}/{name} {method} seed {seed} (~{estimate or 0:.0f} s) would not fit; "
               f"{left} (job, method, seed) left. Run the same command again to continue.")  # fmt: skip
-    return 0
+    return run.EXIT_DIVERGED if diverged else 0
 
 
-def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> int:
+def _diverged(config: RunConfig, method: str, seed: int) -> Path:
+    """Where a divergence is recorded: in the seed's directory, under its identity."""
+    return provenance.seed_dir(config, method, seed) / "diverged.txt"
+
+
+def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> bool:
     """Train and score ``method`` for ``seeds`` (one vmapped program for several); records the
     unit's wall time in each seed's ``metrics.json`` (``unit_seconds``, the estimate of later
-    units) or the divergence beside them. Returns 1 (a unit ran)."""
+    units) or the divergence beside it. Returns False if the unit diverged."""
     one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
     unit_start = time.perf_counter()
     try:
         run.run_method(one, prep, method)
     except FloatingPointError as err:
         print(f"{job.system}/{job.name} {method} seeds {seeds} diverged: {err}", flush=True)
-        (config.out / method).mkdir(parents=True, exist_ok=True)
         for seed in seeds:
-            (config.out / method / f"diverged-seed{seed}.txt").write_text(str(err))
-        return 1
+            _diverged(config, method, seed).write_text(str(err))
+        return False
     wall = time.perf_counter() - unit_start
     for seed in seeds:
         path = _finished(config, method, seed)
         record = json.loads(path.read_text())
         record["unit_seconds"] = wall
-        path.write_text(json.dumps(record, indent=1))
+        provenance.write_json(path, record)
         print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
               f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",
               flush=True)  # fmt: skip
-    return 1
+    return True
 
 
 def _records(config: RunConfig, method: str) -> dict:
@@ -225,8 +253,8 @@ def _records(config: RunConfig, method: str) -> dict:
         path = _finished(config, method, seed)
         if path.exists():
             out[seed] = json.loads(path.read_text())
-        elif (config.out / method / f"diverged-seed{seed}.txt").exists():
-            return (config.out / method / f"diverged-seed{seed}.txt").read_text()
+        elif _diverged(config, method, seed).exists():
+            return _diverged(config, method, seed).read_text()
     return out
 
 
@@ -239,6 +267,11 @@ def write_tables(selected, configs, path: Path) -> str:
         if not any(done.values()):
             continue
         prep = run.prepare(config)
+        for method in job.methods:  # --restart may discard some
+            provenance.check(config, method, prep.data)
+        done = {m: _records(config, m) for m in job.methods}
+        if not any(done.values()):
+            continue
         table = run.report(config, prep, done)
         counts = ", ".join(f"{m} {len(r) if isinstance(r, dict) else 'diverged'}"
                            for m, r in done.items())  # fmt: skip

@@ -8,14 +8,30 @@
 The task regime (``--regime``, `experiments.regimes`; default ``paper-like``, calibrated on
 Scratch by ``experiments.calibrate``) sets the system's ranges; ``--set`` overrides on top.
 
-Writes, under ``--out``: ``results.json`` (config, versions, device, per-method mean ± std of
-every metric), ``table.md`` (our numbers beside the paper's), figures, and per-(method, seed)
-checkpoints, metrics and adapted models, so that the same command started again resumes where
-it stopped. Figures are drawn from the files on disk, so a resumed run draws every method.
+Writes, under ``--out``: ``results.json`` (config, data digest, versions, device, per-method
+mean ± std of every metric), ``table.md`` (our numbers beside the paper's), figures, and
+per-(method, seed) checkpoints, metrics and adapted models, so that the same command started
+again resumes where it stopped (it says so: "resuming ro seed 0 from epoch 100"). Figures are
+drawn from the files on disk, so a resumed run draws every method.
+
+Stored work is reused only by the configuration that made it (`experiments.provenance`): a
+(method, seed) made with other flags or other data is refused, naming the fields that differ;
+``--restart`` discards it (and a corrupt checkpoint) and starts that (method, seed) over.
+
+Several processes (hosts): ``--coordinator HOST:PORT --num-processes N --process-id I`` on
+each, the same command otherwise and an ``--out`` every process reads; the training functions
+are sharded over the devices of all processes (`jax.distributed`), process 0 writes.
+
+Exit status: 0 when every method finished; 2 for a bad flag, stale or corrupt stored work, or
+another configuration error (a one-line ``error: ...``, nothing trained); 3 when some method
+diverged (a non-finite loss: the other methods go on, the results and table are written, the
+table says ``diverged``).
 """
 
 import dataclasses
+import inspect
 import json
+import shutil
 import sys
 import time
 from importlib.metadata import version
@@ -24,10 +40,11 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
-from jaxmeta import data, meta, nn, systems
+from jaxmeta import data, io, meta, nn, systems
 
-from . import plots
+from . import plots, provenance
 from .config import PRESETS as PRESETS, Preset, RunConfig, parse_args as _parse_args
 from .evaluate import evaluate
 from .paper import paper_value
@@ -38,6 +55,24 @@ PAPER_METRICS = ("trajectory_error", "field_error", "ssim")
 EXTRA_METRICS = ("rollout_error", "max_energy_drift", "min_entropy_rate")
 METRICS = (*PAPER_METRICS, "rollout_error", "energy_drift", "max_energy_drift",
            "min_entropy_rate", "max_degeneracy", "mu_r2", "train_seconds")  # fmt: skip
+
+
+# The dataset every run uses: `data.generate_dataset`'s default size and split, so that the
+# number of training functions (which `--devices` must divide) is known before generating.
+_DATASET = inspect.signature(data.generate_dataset).parameters
+NUM_FUNCTIONS, SPLIT = _DATASET["num_functions"].default, _DATASET["split"].default
+# Exit statuses (see the module docstring).
+EXIT_ERROR, EXIT_DIVERGED = 2, 3
+
+
+def _lead() -> bool:
+    """Process 0, the one that prints and writes (the only one without `jax.distributed`)."""
+    return jax.process_index() == 0
+
+
+def _say(text: str) -> None:
+    if _lead():
+        print(text, flush=True)
 
 
 def parse_args(argv=None) -> RunConfig:
@@ -65,8 +100,7 @@ def _summary(values: list) -> dict:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "per_seed": arr.tolist()}
 
 
-def _seed_dir(config: RunConfig, name: str, seed: int) -> Path:
-    return config.out / name / f"seed{seed}"
+_seed_dir = provenance.seed_dir
 
 
 def _skeletons(config: RunConfig, system, dataset: data.Dataset, name: str):
@@ -85,40 +119,68 @@ def _training_seconds(path: Path, measured: float) -> float:
     """The seed's training time, recorded once when its training first finishes: a later call
     that only loads the finished checkpoint (e.g. to score again) keeps the original time."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(measured))
+        provenance.write_json(path, measured)
+        return measured
     return json.loads(path.read_text())
+
+
+def _announce(name: str, seeds, checkpoints: Path, epochs: int) -> None:
+    """Say whether training ``seeds`` resumes a checkpoint, or only loads a finished one."""
+    try:
+        epoch = json.loads((checkpoints / "last.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing to resume (or unreadable: `fit` refuses it, naming it)
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    if epoch >= epochs:
+        _say(f"{name:8s} loading the finished training of {which} from {checkpoints}")
+    else:
+        _say(f"resuming {name} {which} from epoch {epoch} ({checkpoints})")
 
 
 def train(config: RunConfig, system, dataset: data.Dataset, name: str, seeds, devices) -> dict:
     """Train method ``name`` for ``seeds``: one seed with `meta.fit`, several as one vmapped
     program with `meta.fit_seeds` (their stacked checkpoint under
     ``out/<method>/seeds<a>-<b>-.../checkpoints``). Returns ``{seed: (result, seconds)}``,
-    each seed's share of the group's wall time."""
+    each seed's share of the group's wall time. With ``--restart``, a checkpoint that cannot
+    be used (`jaxmeta.io.CheckpointError`) is deleted and training starts over."""
     learner, factory = make_learner(name, config), make_model_factory(system, config.budget)
-    common = dict(epochs=config.epochs, val_every=config.val_every, progress=config.progress,
-                  devices=devices)  # fmt: skip
-    start = time.perf_counter()
+    common = dict(epochs=config.epochs, val_every=config.val_every, devices=devices,
+                  progress=config.progress and _lead())  # fmt: skip
     if len(seeds) == 1:
-        results = [meta.fit(learner, factory, dataset, key=jax.random.key(seeds[0]),
-                            checkpoint_dir=_seed_dir(config, name, seeds[0]) / "checkpoints",
-                            **common)]  # fmt: skip
+        checkpoints = _seed_dir(config, name, seeds[0]) / "checkpoints"
+        fit = lambda: [meta.fit(learner, factory, dataset, key=jax.random.key(seeds[0]),
+                                checkpoint_dir=checkpoints, **common)]  # fmt: skip
     else:
-        group = config.out / name / ("seeds" + "-".join(map(str, seeds))) / "checkpoints"
-        results = meta.fit_seeds(learner, factory, dataset, checkpoint_dir=group,
-                                 keys=[jax.random.key(s) for s in seeds], **common)  # fmt: skip
+        checkpoints = provenance.group_dir(config, name, seeds) / "checkpoints"
+        fit = lambda: meta.fit_seeds(learner, factory, dataset, checkpoint_dir=checkpoints,
+                                     keys=[jax.random.key(s) for s in seeds], **common)  # fmt: skip
+    _announce(name, seeds, checkpoints, config.epochs)
+    start = time.perf_counter()
+    try:
+        results = fit()
+    except io.CheckpointError as err:
+        if not config.restart:
+            raise
+        _say(f"discarding {checkpoints}: {err}")
+        if _lead():
+            shutil.rmtree(checkpoints)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("restart-checkpoints")
+        start, results = time.perf_counter(), fit()
     seconds = (time.perf_counter() - start) / len(seeds)
     timing = lambda seed: _seed_dir(config, name, seed) / "train_seconds.json"
     return {s: (r, _training_seconds(timing(s), seconds)) for s, r in zip(seeds, results)}
 
 
-def score(config: RunConfig, system, dataset, mesh, name: str, seed: int, result, seconds):
+def score(config: RunConfig, prep: "Prepared", name: str, seed: int, result, seconds) -> dict:
     """Adapt one trained (method, seed) to the test functions, score it, and write
-    ``metrics.json``, ``best_state.eqx`` and ``adapted.eqx`` under its directory."""
+    ``metrics.json`` (with the run's identity under ``"config"``), ``best_state.eqx`` and
+    ``adapted.eqx`` under its directory (process 0). Returns the record."""
+    system, dataset = prep.system, prep.dataset
     out = _seed_dir(config, name, seed)
     learner = make_learner(name, config)
     adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(10_000 + seed))
-    scores = jax.device_get(evaluate(system, adapted.models, dataset.test, mesh))
+    scores = jax.device_get(evaluate(system, adapted.models, dataset.test, prep.mesh))
     record = {k: float(np.mean(v)) for k, v in scores.items() if k not in ("min_entropy_rate",)}
     if "min_entropy_rate" in scores:
         record["min_entropy_rate"] = float(np.min(scores["min_entropy_rate"]))
@@ -129,10 +191,14 @@ def score(config: RunConfig, system, dataset, mesh, name: str, seed: int, result
     record["history"] = result.history.to_dict()
     if adapted.latents is not None and dataset.train.num_functions > adapted.latents.shape[1]:
         record.update(identification(system, result.best_state, dataset, adapted.latents))
-    out.mkdir(parents=True, exist_ok=True)
-    eqx.tree_serialise_leaves(out / "best_state.eqx", result.best_state)
-    eqx.tree_serialise_leaves(out / "adapted.eqx", adapted.models)
-    (out / "metrics.json").write_text(json.dumps(record, indent=1))
+    record["config"] = {**provenance.identity(config, name, prep.data), "seed": seed}
+    record = json.loads(json.dumps(record))  # the shape it has when read back
+    if _lead():
+        out.mkdir(parents=True, exist_ok=True)
+        eqx.tree_serialise_leaves(out / "best_state.eqx", result.best_state)
+        eqx.tree_serialise_leaves(out / "adapted.eqx", adapted.models)
+        provenance.write_json(out / "metrics.json", record)  # last: it marks the seed done
+    return record
 
 
 def identification(system, state: meta.MetaState, dataset, test_latents) -> dict:
@@ -148,17 +214,21 @@ def identification(system, state: meta.MetaState, dataset, test_latents) -> dict
 
 def run_method(config: RunConfig, prep: "Prepared", name: str) -> list[dict]:
     """Train and score the seeds of ``name`` whose metrics are missing; returns every seed's
-    record as read back from ``metrics.json`` (cached and fresh results have one shape)."""
+    record (fresh ones as written, finished ones read back from ``metrics.json``). Stored
+    work made with another configuration is refused first (`provenance.check`), or deleted
+    with ``--restart``."""
+    provenance.check(config, name, prep.data)
     metrics = lambda seed: _seed_dir(config, name, seed) / "metrics.json"
     pending = [s for s in config.seeds if not metrics(s).exists()]
-    done = len(config.seeds) - len(pending)
-    if done:
-        print(f"{name:8s} reusing {done} finished seed(s) in {config.out / name}", flush=True)
-    system, dataset = prep.system, prep.dataset
-    trained = train(config, system, dataset, name, pending, prep.devices) if pending else {}
-    for seed, (result, seconds) in trained.items():
-        score(config, system, dataset, prep.mesh, name, seed, result, seconds)
-    return [json.loads(metrics(s).read_text()) for s in config.seeds]
+    records = {s: json.loads(metrics(s).read_text()) for s in config.seeds if s not in pending}
+    if records:
+        _say(f"{name:8s} reusing {len(records)} finished seed(s) in {config.out / name}")
+    if pending:
+        provenance.record(config, name, pending, prep.data)
+        trained = train(config, prep.system, prep.dataset, name, pending, prep.devices)
+        for seed, (result, seconds) in trained.items():
+            records[seed] = score(config, prep, name, seed, result, seconds)
+    return [records[s] for s in config.seeds]
 
 
 def load_dataset(system, shots: int | None, seed: int, directory: Path) -> data.Dataset:
@@ -246,8 +316,8 @@ def check_out_regime(config: RunConfig) -> None:
         return
     stored = json.loads(previous.read_text())["config"].get("regime", "ours")
     if stored != config.regime:
-        raise SystemExit(
-            f"error: --out {config.out} holds a run of regime {stored!r}, not "
+        raise ValueError(
+            f"--out {config.out} holds a run of regime {stored!r}, not "
             f"{config.regime!r}; its finished results would be reused: pass another --out "
             f"(or --regime {stored})"
         )
@@ -256,40 +326,57 @@ def check_out_regime(config: RunConfig) -> None:
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """What every (method, seed) of a run shares: the system (with the preset's mesh), the
-    cached dataset, the field-error mesh and the number of devices to shard over."""
+    cached dataset and its `jaxmeta.io.data_digest`, the field-error mesh and the number of
+    devices to shard over."""
 
     system: systems.AbstractSystem
     dataset: data.Dataset
     mesh: object
     devices: int
+    data: str
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Build the system, load (or generate) the dataset and pick the device layout."""
+    """Build the system, pick the device layout (both checked before any data is made), then
+    load (or generate) the dataset. A bad ``--set`` or ``--devices`` is a `ValueError`
+    naming the flag."""
     try:
         system = systems.get_system(config.system, **config.system_overrides)
     except (ValueError, TypeError) as err:
-        raise SystemExit(f"error: --set: {err} (regime {config.regime!r})") from err
+        raise ValueError(f"--set: {err} (regime {config.regime!r})") from err
     check_out_regime(config)
     preset = config.budget
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
         system = dataclasses.replace(system, mesh_points=preset.mesh_points_3d)
+    num_train, available = data.split_counts(NUM_FUNCTIONS, SPLIT)[0], jax.device_count()
+    try:
+        devices = config.devices or meta.largest_divisor(
+            num_train, available, multiple_of=jax.process_count()
+        )
+        layout = meta.task_mesh(devices, num_train)
+    except ValueError as err:
+        raise ValueError(f"--devices: {err}") from err
     config.out.mkdir(parents=True, exist_ok=True)
+    if not _lead():  # process 0 makes the cache, the others read it
+        multihost_utils.sync_global_devices("dataset")
     try:
         dataset = load_dataset(system, config.shots, config.data_seed, config.out / "data")
     except MemoryError as err:  # refused before allocating (`data.generate_dataset`'s max_bytes)
-        raise SystemExit(f"error: {err} On the command line: lower --shots, or raise "
-                         "--set dt=... or shorten --set t1=...") from err  # fmt: skip
+        raise ValueError(f"{err} On the command line: lower --shots, or raise --set dt=... or "
+                         "shorten --set t1=...") from err  # fmt: skip
+    if _lead() and jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset")
+    assert dataset.train.num_functions == num_train, (dataset.train.num_functions, num_train)
+    digest = io.data_digest(dataset)
+    if jax.process_count() > 1:
+        multihost_utils.assert_equal(
+            np.frombuffer(bytes.fromhex(digest), np.uint8),
+            f"the processes loaded different datasets from {config.out / 'data'}",
+        )
     mesh = system.mesh() if system.mesh_bounds is not None else None
-    num_train, available = dataset.train.num_functions, jax.device_count()
-    devices = config.devices or meta.largest_divisor(num_train, available)
-    try:
-        layout = meta.task_mesh(devices, num_train)
-    except ValueError as err:
-        raise SystemExit(f"error: --devices: {err}") from err
-    print(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
-          f"{available} device(s)", flush=True)  # fmt: skip
-    return Prepared(system, dataset, mesh, devices)
+    _say(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
+         f"{available} device(s) in {jax.process_count()} process(es)")  # fmt: skip
+    return Prepared(system, dataset, mesh, devices, digest)
 
 
 def report(config: RunConfig, prep: Prepared, done: dict) -> str:
@@ -314,6 +401,7 @@ def report(config: RunConfig, prep: Prepared, done: dict) -> str:
     results = {
         "system": config.system,
         "config": config.to_json(),
+        "data_sha256": prep.data,
         "versions": {p: version(p) for p in ("jaxmeta", "jax", "equinox", "optax", "diffrax")},
         "device": str(jax.devices()[0]),
         "mesh": {"tasks": prep.devices},
@@ -326,24 +414,45 @@ def report(config: RunConfig, prep: Prepared, done: dict) -> str:
     return table
 
 
+def start_processes(config: RunConfig) -> None:
+    """Join the `jax.distributed` runtime of ``--coordinator`` (before anything touches the
+    devices). CPU processes reach each other through Gloo (JAX 0.10's default for
+    ``jax_cpu_collectives_implementation``, set explicitly here)."""
+    if config.coordinator is None:
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(config.coordinator, num_processes=config.num_processes,
+                               process_id=config.process_id)  # fmt: skip
+
+
 def main(argv=None) -> int:
     config = parse_args(argv)
-    print(f"jaxmeta {version('jaxmeta')} | jax {jax.__version__} | {jax.devices()}", flush=True)
-    prep = prepare(config)
-    done = {}
-    for name in config.methods:
-        try:
-            records = run_method(config, prep, name)
-        except FloatingPointError as err:  # one diverging method must not sink the others
-            print(f"{name:8s} diverged: {err}", flush=True)
-            done[name] = str(err)
-            continue
-        done[name] = dict(zip(config.seeds, records))
-        errors = [r["trajectory_error"] for r in records]
-        print(f"{name:8s} trajectory error {np.mean(errors):.4f} ± {np.std(errors):.4f}",
-              flush=True)  # fmt: skip
-    print(report(config, prep, done))
-    return 0
+    start_processes(config)
+    _say(f"jaxmeta {version('jaxmeta')} | jax {jax.__version__} | {jax.devices()}")
+    try:
+        for name in config.methods:  # flags only: before any data is made
+            provenance.check(config, name)
+        prep = prepare(config)
+        for name in config.methods:  # and the data: before anything is trained
+            provenance.check(config, name, prep.data)
+        done = {}
+        for name in config.methods:
+            try:
+                records = run_method(config, prep, name)
+            except FloatingPointError as err:  # one diverging method must not sink the others
+                _say(f"{name:8s} diverged: {err}")
+                done[name] = str(err)
+                continue
+            done[name] = dict(zip(config.seeds, records))
+            errors = [r["trajectory_error"] for r in records]
+            _say(f"{name:8s} trajectory error {np.mean(errors):.4f} ± {np.std(errors):.4f}")
+    except ValueError as err:  # bad flags, stale or corrupt stored work: no traceback
+        hint = " Use --restart to discard it." if isinstance(err, io.CheckpointError) else ""
+        print(f"error: {err}{hint}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    if _lead():
+        print(report(config, prep, done))
+    return EXIT_DIVERGED if any(isinstance(r, str) for r in done.values()) else 0
 
 
 if __name__ == "__main__":

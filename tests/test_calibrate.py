@@ -221,11 +221,11 @@ def test_calibrate_scores_scratch_as_experiments_run_does(tmp_path):
         assert record[metric]["mean"] == pytest.approx(ran[metric]["mean"], rel=1e-5), metric
 
 
-def test_run_refuses_an_out_of_another_regime(tmp_path):
+def test_run_refuses_an_out_of_another_regime(tmp_path, capsys):
     # results.json from before regimes existed (no "regime" key): a run of the ours regime.
     (tmp_path / "results.json").write_text(json.dumps({"config": {"set": {}}}))
-    with pytest.raises(SystemExit, match="holds a run of regime 'ours', not 'paper-like'"):
-        run.main(["--system", "pendulum", "--out", str(tmp_path), "--no-progress"])
-    with pytest.raises(SystemExit, match="holds a run of regime 'ours', not 'paper-like'"):
+    assert run.main(["--system", "pendulum", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "holds a run of regime 'ours', not 'paper-like'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="holds a run of regime 'ours', not 'paper-like'"):
         run.check_out_regime(run.parse_args(["--out", str(tmp_path)]))
     run.check_out_regime(run.parse_args(["--out", str(tmp_path), "--regime", "ours"]))

@@ -171,24 +171,86 @@ def test_resume_is_bitwise_identical(dataset, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="another configuration"):
         meta.fit(other, make_model, dataset, epochs=6, checkpoint_dir=tmp_path / "b", **kw)
     # A truncated checkpoint is refused, not loaded.
-    payload = tmp_path / "b" / "last.eqx"
+    header = json.loads((tmp_path / "b" / "last.json").read_text())
+    payload = tmp_path / "b" / header["payload"]
     payload.write_bytes(payload.read_bytes()[:100])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         meta.fit(learner, make_model, dataset, epochs=6, checkpoint_dir=tmp_path / "b", **kw)
 
 
-def test_nan_stops_the_run_and_keeps_the_checkpoint(dataset, tmp_path):
+class _Killed(BaseException):
+    pass
+
+
+def test_a_kill_between_the_best_and_last_saves_loses_nothing(dataset, tmp_path, monkeypatch):
+    """`best` is saved before `last`, each atomically: killed between the two, the run resumes
+    from the older `last` and ends where an uninterrupted run ends (bitwise on CPU)."""
+    learner = LEARNERS["ro"]
+    kw = dict(key=jax.random.key(4), val_every=2, progress=False)
+    full = meta.fit(learner, make_model, dataset, epochs=4, **kw)
+    save = meta._progress._save
+
+    def killed_before_last(stem, tree, header):
+        if stem.name == "last" and header["epoch"] == 4:
+            raise _Killed
+        save(stem, tree, header)
+
+    monkeypatch.setattr(meta._progress, "_save", killed_before_last)
+    with pytest.raises(_Killed):
+        meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path, **kw)
+    monkeypatch.setattr(meta._progress, "_save", save)
+    assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 2
+    resumed = meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path, **kw)
+    for a, b in zip(_leaves(full.best_state) + _leaves(full.state),
+                    _leaves(resumed.best_state) + _leaves(resumed.state)):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert full.history == resumed.history and full.best_epoch == resumed.best_epoch
+
+
+def test_a_checkpoint_of_other_data_or_a_longer_run_is_refused(dataset, tmp_path):
+    """The checkpoint's identity holds the data's values, not only their shapes: another
+    family of the same shapes (another draw of μ) is refused, naming `checkpoint_dir` and
+    "data"; so is a checkpoint already past this run's `epochs`."""
+    learner = LEARNERS["ro"]
+    kw = dict(key=jax.random.key(9), val_every=2, progress=False, checkpoint_dir=tmp_path)
+    meta.fit(learner, make_model, dataset, epochs=4, **kw)
+    other = data.generate_dataset(
+        systems.Pendulum(param_ranges=((1.0, 2.0), (1.0, 2.0))), jax.random.key(0),
+        num_functions=10, split=(0.6, 0.2, 0.2), num_trajectories=2, num_query=1,
+    )  # fmt: skip
+    assert jax.tree.map(jnp.shape, other) == jax.tree.map(jnp.shape, dataset)
+    with pytest.raises(ValueError, match=r"`checkpoint_dir`=.*differs in: data\)"):
+        meta.fit(learner, make_model, other, epochs=4, **kw)
+    with pytest.raises(io.CheckpointError, match=r"`checkpoint_dir`=.* epoch 4, past `epochs`=2"):
+        meta.fit(learner, make_model, dataset, epochs=2, **kw)
+    assert meta.fit(learner, make_model, dataset, epochs=4, **kw).history.val_epoch.size == 2
+
+
+def _payload(directory, stem="last"):
+    return directory / json.loads((directory / f"{stem}.json").read_text())["payload"]
+
+
+def test_nan_stops_the_run_and_keeps_the_checkpoint(dataset, tmp_path, monkeypatch):
     learner = LEARNERS["ro"]
     kw = dict(key=jax.random.key(8), val_every=2, progress=False, checkpoint_dir=tmp_path)
     meta.fit(learner, make_model, dataset, epochs=2, **kw)
-    before = (tmp_path / "last.eqx").read_bytes()
-    bad_train = eqx.tree_at(lambda t: t.dxs, dataset.train, dataset.train.dxs.at[:].set(jnp.nan))
-    poisoned = data.Dataset(bad_train, dataset.val, dataset.test)
+    before = _payload(tmp_path).read_bytes()
+    # The same data (poisoned data would be another dataset, refused by the checkpoint): the
+    # run diverges in its second chunk, simulated by a non-finite loss out of the chunk.
+    chunk = meta._trainer._train_epochs
+
+    def diverging(*args):
+        state, losses = chunk(*args)
+        return state, losses * jnp.nan
+
+    monkeypatch.setattr(meta._trainer, "_train_epochs", diverging)
     with pytest.raises(
-        FloatingPointError, match="Non-finite training loss at epoch 2, meta-step 0"
+        FloatingPointError,
+        match="Non-finite training loss at epoch 2, meta-step 0 of AutoDecoding; stopped. "
+        "Last good checkpoint: epoch 2 in",
     ):
-        meta.fit(learner, make_model, poisoned, epochs=4, **kw)
-    assert (tmp_path / "last.eqx").read_bytes() == before
+        meta.fit(learner, make_model, dataset, epochs=4, **kw)
+    assert _payload(tmp_path).read_bytes() == before
 
 
 def test_bad_input(dataset):

@@ -79,3 +79,21 @@ def test_bad_flags_are_named(capsys):
         with pytest.raises(SystemExit):
             reproduce.parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def test_finished_work_of_other_flags_is_refused_until_restart(tmp_path, capsys):
+    out = tmp_path / "rep"
+    argv = ["--systems", "pendulum", "--jobs", "main", "--methods", "scratch", "--seeds", "0",
+            "--epochs", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert reproduce.main(argv) == 0
+    metrics = out / "pendulum-main" / "scratch" / "seed0" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    capsys.readouterr()
+    assert reproduce.main([*argv, "--epochs", "2"]) == 2
+    assert (
+        f"error: {metrics.parent} was made with epochs=1; this run has epochs=2. Use --restart"
+        in capsys.readouterr().err
+    )
+    assert metrics.stat().st_mtime_ns == stamp
+    assert reproduce.main([*argv, "--epochs", "2", "--restart"]) == 0
+    assert json.loads(metrics.read_text())["config"]["epochs"] == 2

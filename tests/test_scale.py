@@ -147,3 +147,23 @@ def test_bad_devices(dataset):
         meta.fit_seeds(LEARNER, make_model, dataset, keys=[], **kw)
     with pytest.raises(TypeError, match="typed PRNG keys"):
         meta.fit_seeds(LEARNER, make_model, dataset, keys=[0, 1], **kw)
+
+
+def test_repeated_keys_are_refused(dataset):
+    """Two seeds with one key would be one seed counted twice in every mean ± std."""
+    kw = dict(epochs=1, progress=False)
+    keys = [jax.random.key(1), jax.random.key(2), jax.random.key(1)]
+    with pytest.raises(ValueError, match=r"`keys` must be distinct.*keys\[2\] equals keys\[0\]"):
+        meta.fit_seeds(LEARNER, make_model, dataset, keys=keys, **kw)
+    stacked = jax.vmap(jax.random.key)(jax.numpy.array([4, 5, 5]))
+    with pytest.raises(ValueError, match=r"keys\[2\] equals keys\[1\]"):
+        meta.fit_seeds(LEARNER, make_model, dataset, keys=stacked, **kw)
+    assert len(meta.fit_seeds(LEARNER, make_model, dataset, keys=stacked[:2], **kw)) == 2
+
+
+def test_largest_divisor():
+    assert meta.largest_divisor(70, 8) == 7
+    assert meta.largest_divisor(70, 8, multiple_of=2) == 2
+    assert meta.largest_divisor(12, 8, multiple_of=2) == 6
+    with pytest.raises(ValueError, match="multiple of `multiple_of`=4 divides the 70"):
+        meta.largest_divisor(70, 8, multiple_of=4)

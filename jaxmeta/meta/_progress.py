@@ -12,21 +12,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..io import checkpoint_exists, fingerprint, load_checkpoint, save_checkpoint
+from ..io import (
+    CheckpointError,
+    checkpoint_exists,
+    data_digest,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ._base import MetaState
 from ._result import History, TrainResult
 from ._seeds import index_seed
-from ._sharding import to_host
+from ._sharding import barrier, to_host
 
 
 def run_config(learner, like_state, dataset, val_every, keys) -> dict:
     """What a checkpoint must have been written for: the learner's `fingerprint`, the
-    state's and the data's shapes, ``val_every`` and the keys."""
+    state's shapes, the data's `data_digest` (its values, not only its shapes), ``val_every``
+    and the keys."""
     shapes = [(str(x.dtype), list(x.shape)) for x in jax.tree.leaves(like_state) if eqx.is_array(x)]
     return {
         "learner": fingerprint(learner),
         "state": hashlib.sha256(repr(shapes).encode()).hexdigest(),
-        "data": [list(x.shape) for x in jax.tree.leaves(dataset)],
+        "data": data_digest(dataset),
         "val_every": val_every,
         "key": np.asarray(jax.random.key_data(keys)).tolist(),
     }
@@ -87,14 +95,27 @@ def _paths(directory) -> tuple[Path, Path]:
     return Path(directory) / "last", Path(directory) / "best"
 
 
-def load_progress(directory: str | os.PathLike, fresh: Progress, config: dict) -> Progress:
+def load_progress(directory: str | os.PathLike, fresh: Progress, config: dict, *,
+                  epochs: int) -> Progress:  # fmt: skip
     """The progress checkpointed in ``directory`` (``fresh`` if nothing is there yet).
-    Raises `ValueError` for a checkpoint of another ``config`` or a corrupt one."""
+
+    Raises `CheckpointError` (naming ``checkpoint_dir``) for a checkpoint of another
+    ``config``, a corrupt one, or one already past ``epochs``: its result is not this run's.
+    """
     last, best = _paths(directory)
     if not checkpoint_exists(last):
         return fresh
-    state, header = load_checkpoint(last, fresh.state, config=config)
-    best_state, best_header = load_checkpoint(best, state, config=config)
+    try:
+        state, header = load_checkpoint(last, fresh.state, config=config)
+        best_state, best_header = load_checkpoint(best, state, config=config)
+    except CheckpointError as err:
+        raise CheckpointError(f"`checkpoint_dir`={str(directory)!r}: {err}") from err
+    if header["epoch"] > epochs:
+        raise CheckpointError(
+            f"`checkpoint_dir`={str(directory)!r} holds a run at epoch {header['epoch']}, past "
+            f"`epochs`={epochs}; refusing to report it as this run. Delete it, or use another "
+            f"directory."
+        )
     return Progress(
         state,
         best_state,
@@ -112,13 +133,15 @@ def _save(stem, tree, header):
 
 
 def save_progress(directory, progress: Progress, config: dict, *, improved: bool) -> None:
-    """Checkpoint ``last`` and, if some seed ``improved``, ``best`` (written first)."""
+    """Checkpoint ``last`` and, if some seed ``improved``, ``best`` (written first), by
+    process 0; every process returns once they are on disk."""
     last, best = _paths(directory)
     head = {"config": config, "epoch": progress.epoch}
     if improved:
         _save(best, progress.best_state, head | {"best_val": progress.best_val.tolist(),
                                                  "best_epoch": list(progress.best_epoch)})  # fmt: skip
     _save(last, progress.state, head | {"history": [h.to_dict() for h in progress.histories]})
+    barrier("jaxmeta checkpoint")
 
 
 def last_good(directory, epoch: int) -> str:

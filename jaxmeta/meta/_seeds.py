@@ -5,6 +5,7 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 
@@ -13,7 +14,8 @@ def _is_key(x) -> bool:
 
 
 def stack_keys(keys) -> PRNGKeyArray:
-    """``keys`` (a sequence of typed keys, or a stacked ``(S,)`` key array) as ``(S,)``."""
+    """``keys`` (a sequence of typed keys, or a stacked ``(S,)`` key array) as ``(S,)``;
+    a `ValueError` names the first repeated key (equal `jax.random.key_data`)."""
     if _is_key(keys):
         stacked = keys
     elif isinstance(keys, Sequence) and not isinstance(keys, str) and len(keys) > 0:
@@ -31,6 +33,15 @@ def stack_keys(keys) -> PRNGKeyArray:
         raise ValueError(
             f"`keys` must be one key per seed (shape (S,)), got shape {stacked.shape}."
         )
+    raw = np.asarray(jax.random.key_data(stacked)).reshape(stacked.shape[0], -1)
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(raw):
+        j = first.setdefault(row.tobytes(), i)
+        if j != i:
+            raise ValueError(
+                f"`keys` must be distinct, one per seed: keys[{i}] equals keys[{j}], so seed "
+                f"{i} would repeat seed {j}."
+            )
     return stacked
 
 

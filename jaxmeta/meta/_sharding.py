@@ -8,24 +8,23 @@ same axis, so the per-task inner loops run data-parallel and the outer gradient 
 all-reduce (XLA's SPMD partitioner inserts the collectives). The same program runs on one
 CPU, one GPU, several GPUs, or several hosts.
 
-Several hosts: start one process per host, each calling `jax.distributed.initialize` before
-anything else touches JAX, then call `fit` / `fit_seeds` with ``devices=jax.device_count()``
-(the global count) and the same dataset on every process. For example, two GPU hosts::
-
-    # on host 0 (10.0.0.1) and host 1, with PROCESS_ID=0 and 1 respectively:
-    python -c "import jax; jax.distributed.initialize('10.0.0.1:1234', num_processes=2,
-    process_id=$PROCESS_ID); import runpy, sys; sys.argv = ['run', '--system', 'kepler',
-    '--preset', 'paper', '--devices', str(jax.device_count())];
-    runpy.run_module('experiments.run', run_name='__main__')"
-
-(On SLURM or Cloud TPU `jax.distributed.initialize()` needs no arguments.) Checkpoints are
-gathered to every process and written by process 0 only, so ``checkpoint_dir`` must be on a
-file system all hosts share. Multi-host use is written against JAX's documented API but has
-only been tested here with several devices in one process.
+Several processes (hosts): start one process per host, each calling
+`jax.distributed.initialize` before anything else touches JAX, then call `fit` / `fit_seeds`
+with the same dataset on every process and ``devices`` a multiple of the process count (each
+process contributes ``devices / jax.process_count()`` of its local devices; with
+``devices=jax.device_count()``, all of them). Each process puts only its own devices' shards
+of the training data and latents on them (`jax.make_array_from_callback` from its host copy
+of the dataset), checkpoints are gathered and
+written by process 0 only (so ``checkpoint_dir`` must be on a file system every process
+reads), and the returned states are gathered to every process as process-local arrays.
+``python -m experiments.run --coordinator HOST:PORT --num-processes N --process-id I`` does
+all of this; ``tests/test_distributed.py`` runs it as two CPU processes on one machine and
+checks it against one process with two devices.
 """
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -34,11 +33,13 @@ AXIS = "tasks"
 
 
 def task_mesh(devices: int, num_tasks: int) -> Mesh:
-    """A one-axis ``("tasks",)`` mesh over the first ``devices`` of `jax.devices()`.
+    """A one-axis ``("tasks",)`` mesh over the first ``devices`` of `jax.devices()`; with
+    several processes, over the first ``devices / jax.process_count()`` local devices of each.
 
     Raises `ValueError` if ``devices`` is not a positive int, does not divide ``num_tasks``
     (the number of training functions ``F``; we do not pad, since padded functions would
-    enter the latent mean used at test time), or exceeds the devices available.
+    enter the latent mean used at test time), exceeds the devices available, or (several
+    processes) is not a multiple of the process count.
     """
     available = jax.devices()
     if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
@@ -57,12 +58,36 @@ def task_mesh(devices: int, num_tasks: int) -> Mesh:
             f"devices can be forced with XLA_FLAGS=--xla_force_host_platform_device_count=N "
             f"set before JAX starts."
         )
-    return Mesh(np.asarray(available[:devices]), (AXIS,), axis_types=(AxisType.Auto,))
+    return Mesh(np.asarray(_mesh_devices(devices)), (AXIS,), axis_types=(AxisType.Auto,))
 
 
-def largest_divisor(num_tasks: int, available: int) -> int:
-    """The most devices (at most ``available``) whose count divides ``num_tasks``."""
-    return max(d for d in range(1, available + 1) if num_tasks % d == 0)
+def _mesh_devices(devices: int) -> list:
+    available, processes = jax.devices(), jax.process_count()
+    if processes == 1:
+        return available[:devices]
+    local = [[d for d in available if d.process_index == p] for p in range(processes)]
+    per = devices // processes
+    if devices % processes or any(len(ds) < per for ds in local):
+        raise ValueError(
+            f"`devices`={devices} cannot be split evenly over the {processes} processes (local "
+            f"devices per process: {[len(ds) for ds in local]}); use a multiple of "
+            f"{processes} that each process can supply, e.g. jax.device_count()="
+            f"{len(available)}."
+        )
+    return [d for ds in local for d in ds[:per]]
+
+
+def largest_divisor(num_tasks: int, available: int, *, multiple_of: int = 1) -> int:
+    """The most devices (at most ``available``, a multiple of ``multiple_of``, e.g. the
+    process count) whose count divides ``num_tasks``; a `ValueError` if there is none."""
+    fits = [d for d in range(multiple_of, available + 1, multiple_of) if num_tasks % d == 0]
+    if not fits:
+        raise ValueError(
+            f"No device count up to {available} that is a multiple of `multiple_of`="
+            f"{multiple_of} divides the {num_tasks} training functions; change the number of "
+            f"processes or of functions."
+        )
+    return max(fits)
 
 
 def _put(x, sharding):
@@ -115,8 +140,25 @@ def constrain_tasks(x, mesh: Mesh | None):
 
 
 def to_host(tree):
-    """Arrays spread over several processes gathered to every process (for checkpoints)."""
+    """Arrays spread over several processes gathered to every process as NumPy arrays (for
+    checkpoints); unchanged in one process."""
     if jax.process_count() == 1:
         return tree
     dynamic, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(multihost_utils.process_allgather(dynamic, tiled=True), static)
+
+
+def barrier(name: str) -> None:
+    """With several processes, wait until every process gets here (e.g. until process 0
+    has written a checkpoint that the others may read next); nothing in one process."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def to_local(tree):
+    """Arrays spread over several processes as the same process-local arrays on every
+    process (so each can score, save or plot them alone); unchanged in one process."""
+    if jax.process_count() == 1:
+        return tree
+    dynamic, static = eqx.partition(to_host(tree), eqx.is_array)
+    return eqx.combine(jax.tree.map(jnp.asarray, dynamic), static)

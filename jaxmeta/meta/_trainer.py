@@ -34,6 +34,7 @@ from ._sharding import (
     shard_state,
     shard_tasks,
     task_mesh,
+    to_local,
 )
 
 
@@ -154,7 +155,7 @@ def _train(learner, dataset, progress: Progress, keys, config, *, epochs, val_ev
     xs, dxs = flatten_support(dataset.train)
     val_tasks = dataset.val
     if checkpoint_dir is not None:
-        progress = load_progress(checkpoint_dir, progress, config)
+        progress = load_progress(checkpoint_dir, progress, config, epochs=epochs)
     if mesh is not None:
         xs, dxs = shard_tasks((xs, dxs), mesh)
         val_tasks = replicate(val_tasks, mesh)
@@ -215,8 +216,9 @@ def fit_seeds(
 
     **Arguments:** as `fit`, except
 
-    - `keys`: one PRNG key per seed: a sequence of `jax.random.key`s or a stacked ``(S,)``
-      key array (e.g. ``jax.vmap(jax.random.key)(jnp.arange(3))``).
+    - `keys`: one PRNG key per seed, all distinct (a repeated key is a `ValueError` naming
+      both positions): a sequence of `jax.random.key`s or a stacked ``(S,)`` key array
+      (e.g. ``jax.vmap(jax.random.key)(jnp.arange(3))``).
     - `devices`: shard the training functions over this many devices (see `fit`); the seed
       axis is kept whole on every device.
 
@@ -235,6 +237,9 @@ def fit_seeds(
         run = _train(learner, dataset, run, (k_train, k_val), config, epochs=epochs,
                      val_every=val_every, checkpoint_dir=checkpoint_dir, show=progress,
                      mesh=mesh)  # fmt: skip
+        # Several processes: every process gets the whole trained states, as local arrays.
+        run = dataclasses.replace(run, state=to_local(run.state),
+                                  best_state=to_local(run.best_state))  # fmt: skip
     return [run.result(i) for i in range(keys.shape[0])]
 
 
@@ -258,9 +263,14 @@ def fit(
     relative field error on the validation queries) is computed and, with ``checkpoint_dir``,
     the state is checkpointed (``last``) and the best-on-validation state kept (``best``).
     Calling `fit` again with the same ``checkpoint_dir`` resumes from ``last`` (bitwise
-    identical on CPU to an uninterrupted run); a checkpoint written for another configuration,
-    or truncated, is refused with a `ValueError`. A non-finite loss stops the run with a
-    `FloatingPointError` naming the epoch and meta-step; the last good checkpoint is kept.
+    identical on CPU to an uninterrupted run). A checkpoint written for another configuration
+    (learner, state shapes, ``val_every``, key, or data: the SHA-256 of every array of the
+    dataset, so another family or seed of the same shapes is refused too), one already past
+    ``epochs``, or a truncated one is refused with a `jaxmeta.io.CheckpointError` (a
+    `ValueError`) naming ``checkpoint_dir`` and what differs. Saves are atomic (see
+    `jaxmeta.io.save_checkpoint`): a run killed at any moment resumes from its last complete
+    checkpoint. A non-finite loss stops the run with a `FloatingPointError` naming the epoch
+    and meta-step; the last good checkpoint is kept.
 
     **Arguments:**
 
@@ -275,10 +285,11 @@ def fit(
     - `progress`: show a progress bar.
     - `devices`: shard the training functions (data and latents) over the first ``devices``
       of `jax.devices()` on a one-axis ``"tasks"`` mesh, meta-parameters replicated (see
-      `jaxmeta.meta.task_mesh`; multi-host use in `jaxmeta.meta._sharding`). Must divide the
-      number of training functions ``F`` (we do not pad): a `ValueError` names both
-      otherwise. ``None`` (default): no mesh, JAX's default device. Results agree with an
-      unsharded run to float tolerance (the all-reduce may sum in another order).
+      `jaxmeta.meta.task_mesh`; several processes: `jaxmeta.meta._sharding`, where the
+      returned states are gathered to every process). Must divide the number of training
+      functions ``F`` (we do not pad): a `ValueError` names both otherwise. ``None``
+      (default): no mesh, JAX's default device. Results agree with an unsharded run to float
+      tolerance (the all-reduce may sum in another order).
 
     **Returns:** a `TrainResult` with `state`, `best_state`, `best_epoch` and `history`
     (a `History`: ``train_loss`` per epoch, ``val_error`` per chunk at epochs ``val_epoch``).

@@ -1,0 +1,155 @@
+"""experiments.run when things go wrong: stored work of another configuration is refused by
+name (or discarded with --restart), a killed run resumes and says so, a corrupt checkpoint is
+a one-line error, a diverged method exits 3, and bad flags are refused before any data."""
+
+import json
+import shutil
+
+import jax.numpy as jnp
+import pytest
+
+from experiments import run
+from jaxmeta import meta, systems
+
+FAST = ["--system", "pendulum", "--val-every", "1", "--shots", "2", "--no-progress"]
+OTHER_FAMILY = "param_ranges=((1.0, 2.0), (1.0, 2.0))"
+
+
+class Killed(BaseException):
+    """The process dies (not an `Exception`: no handler runs)."""
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """The pendulum dataset's cache, made once and copied into each run's --out."""
+    directory = tmp_path_factory.mktemp("cache")
+    run.load_dataset(systems.Pendulum(), None, 0, directory)
+    return directory
+
+
+def _out(tmp_path, data_cache):
+    out = tmp_path / "pend"
+    shutil.copytree(data_cache, out / "data")
+    return out
+
+
+def test_stored_results_are_reused_only_by_their_own_configuration(tmp_path, data_cache, capsys):
+    out = _out(tmp_path, data_cache)
+    base = [*FAST, "--methods", "scratch", "--epochs", "2", "--out", str(out)]
+    assert run.main(base) == 0
+    metrics = out / "scratch" / "seed0" / "metrics.json"
+    record, stamp = json.loads(metrics.read_text()), metrics.stat().st_mtime_ns
+    results = json.loads((out / "results.json").read_text())
+    assert record["config"]["epochs"] == 2 and record["config"]["seed"] == 0
+    assert record["config"]["data"] == results["data_sha256"] and len(results["data_sha256"]) == 64
+    capsys.readouterr()
+    # Other --epochs and --latent-init: refused, naming both, the old metrics untouched.
+    assert run.main([*base, "--epochs", "3", "--latent-init", "zero"]) == run.EXIT_ERROR
+    assert (
+        f"error: {out / 'scratch' / 'seed0'} was made with epochs=2, latent_init='mean'; this "
+        "run has epochs=3, latent_init='zero'. Use --restart to discard it, or another --out.\n"
+    ) == capsys.readouterr().err
+    assert metrics.stat().st_mtime_ns == stamp
+    # Another family of the same shapes: refused before its data is generated.
+    caches = sorted((out / "data").iterdir())
+    assert run.main([*base, "--set", OTHER_FAMILY]) == run.EXIT_ERROR
+    assert "was made with set={}; this run has set={'param_ranges'" in capsys.readouterr().err
+    assert sorted((out / "data").iterdir()) == caches
+    # --restart discards the stale seed and redoes it under the new configuration.
+    assert run.main([*base, "--epochs", "3", "--restart"]) == 0
+    assert f"discarding {out / 'scratch' / 'seed0'}: was made with epochs=2" in (
+        capsys.readouterr().out
+    )
+    assert json.loads(metrics.read_text())["config"]["epochs"] == 3
+    # --devices, --out's spelling and --no-progress are not identity: the work is reused.
+    stamp = metrics.stat().st_mtime_ns
+    assert run.main([*base, "--epochs", "3", "--devices", "1"]) == 0
+    assert "scratch  reusing 1 finished seed(s)" in capsys.readouterr().out
+    assert metrics.stat().st_mtime_ns == stamp
+    # Results without a recorded configuration (an older jaxmeta) are not trusted either.
+    (out / "scratch" / "seed0" / "config.json").unlink()
+    assert run.main([*base, "--epochs", "3"]) == run.EXIT_ERROR
+    assert "holds results with no readable config.json" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_and_a_corrupt_checkpoint_needs_restart(
+    tmp_path, data_cache, capsys, monkeypatch
+):
+    out = _out(tmp_path, data_cache)
+    base = [*FAST, "--methods", "ro", "--epochs", "2", "--out", str(out)]
+    save = meta._trainer.save_progress
+
+    def killed_after_the_first_checkpoint(*args, **kwargs):
+        save(*args, **kwargs)
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(meta._trainer, "save_progress", killed_after_the_first_checkpoint)
+        with pytest.raises(Killed):
+            run.main(base)
+    seed = out / "ro" / "seed0"
+    assert not (seed / "metrics.json").exists() and (seed / "checkpoints" / "last.json").exists()
+    capsys.readouterr()
+    # Restarted as another family, the unfinished run is refused (by name, before any data).
+    assert run.main([*base, "--set", OTHER_FAMILY]) == run.EXIT_ERROR
+    assert f"error: {seed} was made with set={{}}" in capsys.readouterr().err
+    # Restarted as itself, it says where it resumes and finishes.
+    assert run.main(base) == 0
+    assert "resuming ro seed 0 from epoch 1 (" in capsys.readouterr().out
+    assert json.loads((seed / "metrics.json").read_text())["history"]["val_epoch"] == [1, 2]
+    # A corrupt checkpoint: a one-line error naming it, until --restart discards it.
+    (seed / "metrics.json").unlink()
+    header = json.loads((seed / "checkpoints" / "last.json").read_text())
+    (seed / "checkpoints" / header["payload"]).write_bytes(b"corrupt")
+    assert run.main(base) == run.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: `checkpoint_dir`=") and err.count("\n") == 1
+    assert "truncated or corrupt (SHA-256 mismatch); refusing it. Use --restart" in err
+    assert run.main([*base, "--restart"]) == 0
+    assert f"discarding {seed / 'checkpoints'}: " in capsys.readouterr().out
+    assert (seed / "metrics.json").exists()
+
+
+def test_a_diverged_method_exits_3_with_the_others_reported(
+    tmp_path, data_cache, capsys, monkeypatch
+):
+    chunk = meta._trainer._train_epochs
+
+    def diverging(*args):
+        state, losses = chunk(*args)
+        return state, losses * jnp.nan
+
+    monkeypatch.setattr(meta._trainer, "_train_epochs", diverging)
+    out = _out(tmp_path, data_cache)
+    argv = [*FAST, "--methods", "scratch,ro", "--epochs", "1", "--out", str(out)]
+    assert run.main(argv) == run.EXIT_DIVERGED == 3
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert "Non-finite training loss at epoch 0" in methods["ro"]["diverged"]
+    assert "trajectory_error" in methods["scratch"]
+    assert "| ro | diverged |" in (out / "table.md").read_text()
+
+
+def test_bad_devices_are_refused_before_any_data(tmp_path, capsys):
+    for devices, message in (("3", "`devices`=3 does not divide the F=70 training functions"),
+                             ("7", "`devices`=7 exceeds the 1 available CPU")):  # fmt: skip
+        out = tmp_path / f"d{devices}"
+        assert run.main([*FAST, "--devices", devices, "--out", str(out)]) == run.EXIT_ERROR
+        assert f"error: --devices: {message}" in capsys.readouterr().err
+        assert not (out / "data").exists()
+
+
+def test_process_flags_are_checked(capsys):
+    for argv, message in (
+        (["--coordinator", "127.0.0.1:1234"], "go together; got only --coordinator"),
+        (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
+         "--coordinator must be HOST:PORT, got 'localhost'"),
+        (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+         "--process-id must be in [0, 2), got 2"),
+        (["--coordinator", "h:1", "--num-processes", "0", "--process-id", "0"],
+         "--num-processes must be >= 1, got 0"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):
+            run.parse_args(argv)
+        assert message in capsys.readouterr().err
+    config = run.parse_args(["--coordinator", "h:1", "--num-processes", "2", "--process-id", "1"])
+    assert (config.coordinator, config.num_processes, config.process_id) == ("h:1", 2, 1)
