@@ -23,11 +23,25 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing or unreadable, written for another
     configuration, or failing its checksum. Nothing is loaded."""
 
+#: Field metadata key: a dataclass field whose metadata maps it to True is left out of
+#: `fingerprint` while it holds its default, so adding such a field to a learner keeps the
+#: digests (and so the checkpoints) written before the field existed; any other value of it
+#: is described like every other field.
+OMIT_DEFAULT = "fingerprint_omit_default"
+
+
+def _omitted(obj, field: dataclasses.Field) -> bool:
+    if not field.metadata.get(OMIT_DEFAULT, False) or field.default is dataclasses.MISSING:
+        return False
+    value = getattr(obj, field.name)
+    return type(value) is type(field.default) and value == field.default
+
 
 def _describe(obj) -> str:
     """A canonical text of ``obj`` built from its fields, independent of any pretty-printer."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # eqx.Modules included
-        fields = (f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj))
+        fields = (f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+                  if not _omitted(obj, f))  # fmt: skip
         return f"{type(obj).__qualname__}({', '.join(fields)})"
     if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
         return repr(obj)
@@ -52,7 +66,8 @@ def fingerprint(obj) -> str:
     every field (`dataclasses.fields`, static ones too), recursively; Python scalars and
     strings by their `repr`; arrays by dtype and shape only. No pretty-printer is involved, so
     the digest is stable across Equinox versions: equal configurations give equal digests,
-    and changing any hyper-parameter changes it.
+    and changing any hyper-parameter changes it. A field marked with `OMIT_DEFAULT` in its
+    metadata is described only when it differs from its default.
     """
     return hashlib.sha256(_describe(obj).encode()).hexdigest()
 

@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import json
 
@@ -143,6 +144,44 @@ def test_checkpoint_identity_is_the_learners_fields(monkeypatch):
     assert io.fingerprint(learner) == digest
 
 
+def test_a_field_marked_omit_default_keeps_older_digests():
+    # A learner field added later (`adapt_optimiser`) must not change the identity of
+    # checkpoints written before it existed while it holds its default.
+    @dataclasses.dataclass
+    class Old:
+        lr: float = 1e-3
+
+    @dataclasses.dataclass
+    class New:
+        lr: float = 1e-3
+        opt: str = dataclasses.field(default="adam", metadata={io.OMIT_DEFAULT: True})
+
+    New.__qualname__ = Old.__qualname__
+    assert io.fingerprint(New()) == io.fingerprint(Old())
+    assert io.fingerprint(New(opt="sgd")) != io.fingerprint(Old())
+    assert io.fingerprint(New(lr=2e-3)) == io.fingerprint(Old(lr=2e-3)) != io.fingerprint(Old())
+    for learner in (LEARNERS["ro"], LEARNERS["maml"], LEARNERS["anil"], LEARNERS["reptile"]):
+        (field,) = [f for f in dataclasses.fields(learner) if f.name == "adapt_optimiser"]
+        assert field.metadata[io.OMIT_DEFAULT] and learner.adapt_optimiser == "adam"
+        sgd = dataclasses.replace(learner, adapt_optimiser="sgd")
+        assert io.fingerprint(sgd) != io.fingerprint(learner)
+
+
+@pytest.mark.parametrize("name", ["ro", "reptile"])
+def test_zero_adaptation_steps_keep_the_meta_learned_model(name, dataset, trained):
+    learner, state = LEARNERS[name], trained[name].best_state
+    for optimiser in ("adam", "sgd"):
+        zero = dataclasses.replace(learner, adapt_steps=0, adapt_optimiser=optimiser)
+        adapted = meta.adapt(zero, state, dataset.test, jax.random.key(2))
+        assert adapted.losses.shape == (dataset.test.num_functions, 0)
+        if name == "ro":  # Algorithm 2 with no step: the mean training latent
+            mean = np.broadcast_to(np.mean(state.latents, axis=0), adapted.latents.shape)
+            np.testing.assert_array_equal(adapted.latents, mean)
+        else:
+            for a, p in zip(_leaves(adapted.models), _leaves(state.params)):
+                np.testing.assert_array_equal(a, np.broadcast_to(p, a.shape))
+
+
 def test_same_seed_same_metrics(dataset, trained):
     again = meta.fit(LEARNERS["mr"], make_model, dataset, epochs=6, key=jax.random.key(1),
                      val_every=3, progress=False)  # fmt: skip
@@ -262,6 +301,12 @@ def test_bad_input(dataset):
         meta.Reptile(inner_steps=0)
     with pytest.raises(ValueError, match="adapt_steps=0"):
         meta.Scratch(adapt_steps=0)
+    with pytest.raises(ValueError, match="adapt_steps=-1"):
+        meta.MAML(adapt_steps=-1)
+    with pytest.raises(ValueError, match="adapt_optimiser='rmsprop'"):
+        meta.MAML(adapt_optimiser="rmsprop")
+    with pytest.raises(ValueError, match="adapt_optimiser='SGD'"):
+        meta.AutoDecoding(modulation.RankOne(), adapt_optimiser="SGD")
     with pytest.raises(ValueError, match="latent_dim=0"):
         meta.AutoDecoding(modulation.RankOne(), latent_dim=0)
     with pytest.raises(ValueError, match="latent_init"):

@@ -11,7 +11,13 @@ from .._checks import check_int
 from ..losses import field_mse
 from ..modulation import AbstractModulation, modulate
 from ._base import AbstractMetaTrained, Adapted, MetaState, zeros_step
-from ._inner import optax_update, optimise
+from ._inner import (
+    adapt_optimiser,
+    adapt_optimiser_field,
+    check_adapt_optimiser,
+    optax_update,
+    optimise,
+)
 
 
 class AutoDecoding(AbstractMetaTrained):
@@ -23,7 +29,8 @@ class AutoDecoding(AbstractMetaTrained):
     (MLP weights, hypernetwork, MR bases) with those latents held fixed: no second-order
     terms. Test-time adaptation (Algorithm 2) starts every new latent at the mean of the
     training latents (``latent_init="mean"``) or at zero (``"zero"``, the ablation of the
-    paper's Tables 9–10) and takes `adapt_steps` Adam steps on it alone.
+    paper's Tables 9–10) and takes `adapt_steps` Adam steps on it alone (``adapt_optimiser=
+    "sgd"``: plain SGD steps at the same `inner_lr` instead; 0 steps keep the initial latent).
 
     Each inner loop starts a fresh Adam state (our choice; the paper does not say).
     """
@@ -36,9 +43,11 @@ class AutoDecoding(AbstractMetaTrained):
     adapt_steps: int = 100
     tasks_per_step: int = 5
     latent_init: Literal["mean", "zero"] = "mean"
+    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def __check_init__(self):
         check_int("latent_dim", self.latent_dim)
+        check_adapt_optimiser(self.adapt_optimiser)
         if not isinstance(self.modulation, AbstractModulation):
             raise TypeError(
                 f"`modulation` must be an AbstractModulation, got {type(self.modulation).__name__}."
@@ -65,9 +74,11 @@ class AutoDecoding(AbstractMetaTrained):
     def _loss(modulated, z, xs, dxs):
         return field_mse(modulated(z), xs, dxs) + modulated.penalty(z)
 
-    def _fit_latents(self, modulated, z0, xs, dxs, lr, steps):
+    def _fit_latents(self, modulated, z0, xs, dxs, lr, steps, optimiser=None):
+        optimiser = optax.adam(lr) if optimiser is None else optimiser
+
         def one(z, x, y):
-            return optimise(lambda q: self._loss(modulated, q, x, y), z, optax.adam(lr), steps)
+            return optimise(lambda q: self._loss(modulated, q, x, y), z, optimiser, steps)
 
         return jax.vmap(one)(z0, xs, dxs)
 
@@ -103,5 +114,7 @@ class AutoDecoding(AbstractMetaTrained):
         else:
             z0 = jnp.zeros_like(state.latents[0])
         z0 = jnp.broadcast_to(z0, (xs.shape[0], z0.shape[0]))
-        z, losses = self._fit_latents(modulated, z0, xs, dxs, self.inner_lr, self.adapt_steps)
+        lr = self.inner_lr
+        optimiser = adapt_optimiser(self.adapt_optimiser, lr, optax.adam(lr))
+        z, losses = self._fit_latents(modulated, z0, xs, dxs, lr, self.adapt_steps, optimiser)
         return Adapted(models=eqx.filter_vmap(modulated)(z), losses=losses, latents=z)

@@ -46,7 +46,8 @@ class AbstractMetaLearner(eqx.Module):
 
     - `init(make_model, num_train, *, key)` builds the meta-parameters and optimiser state;
     - `adapt(state, xs, dxs, *, key)` adapts to new functions from their support data with
-      the meta-parameters frozen (``adapt_steps`` Adam steps, Algorithm 2 for auto-decoding).
+      the meta-parameters frozen (``adapt_steps`` Adam steps, Algorithm 2 for auto-decoding;
+      a meta-trained learner may take 0, which leaves the meta-learned model as it is).
 
     A method that meta-trains is an `AbstractMetaTrained`, which adds `meta_step`; one that
     does not (`Scratch`) has no `meta_step`, and `jaxmeta.meta.fit` only initialises it.
@@ -63,7 +64,7 @@ class AbstractMetaLearner(eqx.Module):
         check_positive("outer_lr", self.outer_lr)
         check_positive("inner_lr", self.inner_lr)
         check_int("inner_steps", self.inner_steps)
-        check_int("adapt_steps", self.adapt_steps)
+        check_int("adapt_steps", self.adapt_steps, minimum=0)
         check_int("tasks_per_step", self.tasks_per_step)
 
     @property

@@ -7,6 +7,32 @@ import jax
 import optax
 from jaxtyping import PyTree
 
+from ..io import OMIT_DEFAULT
+
+#: What a learner's ``adapt_optimiser`` may name: its own Adam (the default) or plain SGD.
+ADAPT_OPTIMISERS = ("adam", "sgd")
+
+
+def adapt_optimiser_field():
+    """The ``adapt_optimiser`` field of a learner: ``"adam"`` by default, and left out of the
+    learner's `jaxmeta.io.fingerprint` while it is, so checkpoints written before the field
+    existed still load."""
+    return eqx.field(default="adam", metadata={OMIT_DEFAULT: True})
+
+
+def check_adapt_optimiser(value) -> None:
+    if value not in ADAPT_OPTIMISERS:
+        raise ValueError(
+            f"`adapt_optimiser` must be one of {ADAPT_OPTIMISERS}, got adapt_optimiser={value!r}."
+        )
+
+
+def adapt_optimiser(name: str, lr: float, adam: optax.GradientTransformation):
+    """The test-time optimiser ``name``: ``adam`` (the learner's own Adam at ``lr``) for
+    ``"adam"``, `optax.sgd` at the same ``lr`` for ``"sgd"``."""
+    check_adapt_optimiser(name)
+    return adam if name == "adam" else optax.sgd(lr)
+
 
 def optax_update(optimiser, grads, opt_state, params):
     """``optimiser.update`` then `optax.apply_updates`, under standard dtype promotion.

@@ -1,5 +1,7 @@
 """MAML (second or first order) and ANIL: the same outer step, different inner parameters."""
 
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import optax
 
 from ..losses import field_mse
 from ._base import MetaState
-from ._inner import optax_update
+from ._inner import adapt_optimiser_field, optax_update
 from ._optimisation import AbstractOptimisationBased, all_weights_spec, last_layer_spec
 
 
@@ -59,6 +61,7 @@ class MAML(AbstractMAML):
     adapt_steps: int = 100
     tasks_per_step: int = 5
     first_order: bool = False
+    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def _inner_spec(self, params):
         return all_weights_spec(params)
@@ -75,6 +78,7 @@ class ANIL(AbstractMAML):
     adapt_steps: int = 100
     tasks_per_step: int = 5
     first_order: bool = False
+    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def _inner_spec(self, params):
         return last_layer_spec(params)

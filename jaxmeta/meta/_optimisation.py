@@ -10,7 +10,7 @@ from jaxtyping import PyTree
 
 from ..losses import field_mse
 from ._base import AbstractMetaTrained, Adapted, MetaState, zeros_step
-from ._inner import optimise
+from ._inner import adapt_optimiser, check_adapt_optimiser, optimise
 
 
 def _is_mlp(x) -> bool:
@@ -37,8 +37,15 @@ class AbstractOptimisationBased(AbstractMetaTrained):
     Adam on the part of them that `_inner_spec` selects (the rest frozen).
 
     `init`, `_fine_tune` and `adapt` are final; a method chooses `_inner_spec` (and, through
-    `AbstractMetaTrained`, its `meta_step`).
+    `AbstractMetaTrained`, its `meta_step`). Test-time adaptation takes `adapt_steps` steps of
+    the inner loop's Adam, or of plain SGD at the same `inner_lr` with
+    ``adapt_optimiser="sgd"`` (training's inner loop is Adam either way).
     """
+
+    adapt_optimiser: eqx.AbstractVar[str]
+
+    def __check_init__(self):
+        check_adapt_optimiser(self.adapt_optimiser)
 
     @abc.abstractmethod
     def _inner_spec(self, params: PyTree) -> PyTree[bool]:
@@ -54,17 +61,25 @@ class AbstractOptimisationBased(AbstractMetaTrained):
             step=zeros_step(),
         )
 
-    def _fine_tune(self, params, xs, dxs, lr, steps):
-        """Adam on the inner parameters of one task, the others frozen."""
-        inner, frozen = eqx.partition(params, self._inner_spec(params))
-        loss = lambda p: field_mse(eqx.combine(p, frozen), xs, dxs)
+    @staticmethod
+    def _adam(lr):
         # eps_root keeps the second-order meta-gradient finite where a gradient is exactly 0
         # (d sqrt(v)/dv is infinite at v = 0), e.g. the GNN's projected-away skew entries.
-        inner, losses = optimise(loss, inner, optax.adam(lr, eps_root=1e-12), steps)
+        return optax.adam(lr, eps_root=1e-12)
+
+    def _fine_tune(self, params, xs, dxs, lr, steps, optimiser=None):
+        """``steps`` steps of ``optimiser`` (default: the inner loop's Adam at ``lr``) on the
+        inner parameters of one task, the others frozen."""
+        optimiser = self._adam(lr) if optimiser is None else optimiser
+        inner, frozen = eqx.partition(params, self._inner_spec(params))
+        loss = lambda p: field_mse(eqx.combine(p, frozen), xs, dxs)
+        inner, losses = optimise(loss, inner, optimiser, steps)
         return eqx.combine(inner, frozen), losses
 
     def adapt(self, state, xs, dxs, *, key):
         del key
-        tune = lambda x, y: self._fine_tune(state.params, x, y, self.inner_lr, self.adapt_steps)
+        lr = self.inner_lr
+        optimiser = adapt_optimiser(self.adapt_optimiser, lr, self._adam(lr))
+        tune = lambda x, y: self._fine_tune(state.params, x, y, lr, self.adapt_steps, optimiser)
         models, losses = eqx.filter_vmap(tune)(xs, dxs)
         return Adapted(models=models, losses=losses)

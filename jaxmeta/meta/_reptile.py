@@ -1,12 +1,14 @@
 """Reptile (Nichol et al. 2018): first-order meta-learning by moving towards adapted weights."""
 
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
 from ._base import MetaState
-from ._inner import optax_update
+from ._inner import adapt_optimiser_field, optax_update
 from ._optimisation import AbstractOptimisationBased, all_weights_spec
 
 
@@ -22,6 +24,7 @@ class Reptile(AbstractOptimisationBased):
     inner_steps: int = 3
     adapt_steps: int = 100
     tasks_per_step: int = 5
+    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def _inner_spec(self, params):
         return all_weights_spec(params)

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import optax
 
+from .._checks import check_int
 from ..losses import field_mse
 from ._base import AbstractMetaLearner, Adapted, MetaState, zeros_step
 from ._inner import optimise
@@ -23,6 +24,9 @@ class Scratch(AbstractMetaLearner):
     inner_steps: int = 1
     adapt_steps: int = 100
     tasks_per_step: int = 5
+
+    def __check_init__(self):
+        check_int("adapt_steps", self.adapt_steps)  # a fresh model needs at least one step
 
     def init(self, make_model, num_train, *, key):
         del num_train, key

@@ -1,0 +1,321 @@
+"""Two analyses the paper does not have, which decide how two of its statements are read.
+
+    python -m experiments.analyses adapt-steps --system pendulum --seeds 0,1,2
+    python -m experiments.analyses adapt-steps --run runs/pendulum     # reuse trained seeds
+    python -m experiments.analyses inner-steps --system pendulum --seeds 0,1,2 --methods ro,mr
+
+``adapt-steps``: MAML, Reptile, ANIL (and auto-decoding RO as the reference), trained exactly
+as ``experiments.run`` trains them (its `prepare` / `run_method`, so ``--run DIR`` reuses the
+trained seeds of a run directory), scored after 0, 3 and 100 test-time steps with the
+learner's Adam and with plain SGD at the same rate (the method's ``inner_lr``), under the
+paper's trajectory error and the field error. 0 steps is the meta-learned initialisation
+itself (RO: the mean training latent). It shows how far test-time adaptation moves each
+method, and whether the optimiser matters.
+
+``inner-steps``: auto-decoding with 3, 10 and 100 inner steps per meta-step during training
+(test time: 100 Adam steps always), (a) at equal epochs and (b) at equal training time: each
+variant gets the time the first variant (3 steps) took at ``--epochs``, its epochs set from
+its own measured time per epoch and corrected until its time is within ``--tolerance``.
+The paper's "the number of auto-decoding gradient steps is set to 100" may cover training.
+
+Writes ``<system>-adapt-steps.md`` / ``.json`` and ``<system>-inner-steps.md`` / ``.json``
+under ``--out`` (default ``results/analyses``); trained checkpoints go under ``--work``
+(default ``runs/analyses/<system>``), so the same command again only rescores.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from jaxmeta import meta, systems
+
+from ._cli import parse_seeds
+from .config import PRESETS, Preset, RunConfig
+from .evaluate import evaluate
+from .paper import paper_value
+from .registry import METHODS, MODULATIONS
+from .run import _seed_dir, _skeletons, make_learner, prepare, run_method
+
+ADAPT_METHODS = ("maml", "reptile", "anil", "ro")
+OPTIMISERS = ("adam", "sgd")
+ERRORS = ("trajectory_error", "field_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisConfig(RunConfig):
+    """A `RunConfig` whose preset values are replaced by ``budget_overrides`` (``(field,
+    value)`` pairs of `Preset`: the inner steps per meta-step, or a small width in tests)."""
+
+    budget_overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def budget(self) -> Preset:
+        return dataclasses.replace(PRESETS[self.preset], **dict(self.budget_overrides))
+
+
+def _summary(values) -> dict:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "per_seed": arr.tolist()}
+
+
+def _cell(s: dict, spec: str = ".3f") -> str:
+    return f"{s['mean']:{spec}} ± {s['std']:{spec}}"
+
+
+def _budget_text(config: AnalysisConfig, k: int) -> str:
+    b = config.budget
+    return (f"preset {config.preset}: width {b.width}, depth {b.depth}, K = {k}, "
+            f"seeds {list(config.seeds)}, device {jax.devices()[0].platform}")  # fmt: skip
+
+
+def load_best_state(config: RunConfig, prep, name: str, seed: int) -> meta.MetaState:
+    """The best-on-validation state that `run_method` wrote for (``name``, ``seed``)."""
+    like, _ = _skeletons(config, prep.system, prep.dataset, name)
+    return eqx.tree_deserialise_leaves(_seed_dir(config, name, seed) / "best_state.eqx", like)
+
+
+def adapted_errors(config, prep, name: str, state, seed: int, steps: int, optimiser: str):
+    """The adapted models of `experiments.run`'s learner ``name`` with ``steps`` test-time
+    steps of ``optimiser``, and their mean trajectory and field errors (spec §5)."""
+    learner = dataclasses.replace(
+        make_learner(name, config), adapt_steps=steps, adapt_optimiser=optimiser
+    )
+    # The adaptation key of `experiments.run.score`: 100 Adam steps reproduce its numbers.
+    adapted = meta.adapt(learner, state, prep.dataset.test, jax.random.key(10_000 + seed))
+    scores = jax.device_get(evaluate(prep.system, adapted.models, prep.dataset.test, prep.mesh))
+    return adapted, {m: float(np.mean(scores[m])) for m in ERRORS if m in scores}
+
+
+def _check_run_dir(config: RunConfig) -> None:
+    """Refuse a ``--run`` directory trained under another configuration."""
+    path = config.out / "results.json"
+    if not path.exists():
+        return
+    theirs, ours = json.loads(path.read_text())["config"], config.to_json()
+    keys = ("system", "preset", "epochs", "val_every", "shots", "latent_init", "data_seed", "set")
+    bad = [k for k in keys if theirs.get(k) != ours[k]]
+    if theirs.get("preset_values") != ours["preset_values"]:
+        bad.append("preset_values")
+    if bad:
+        raise SystemExit(
+            f"error: --run {config.out}: trained with other {', '.join(bad)} "
+            f"({', '.join(f'{k}={theirs.get(k)!r}' for k in bad)})"
+        )
+
+
+def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out: Path) -> str:
+    """The adapt-steps analysis of the seeds trained (or to train) under ``config.out``;
+    writes ``<system>-adapt-steps.md`` / ``.json`` under ``out`` and returns the table. The
+    dataset is cached under ``work`` (the one ``experiments.run`` generates: same seed)."""
+    _check_run_dir(config)
+    prep = prepare(dataclasses.replace(config, out=work))
+    rows = {}
+    for name in config.methods:
+        run_method(config, prep, name)  # trains only the seeds not finished in config.out
+        per = {(o, n): {m: [] for m in ERRORS} for o in OPTIMISERS for n in steps}
+        for seed in config.seeds:
+            state = load_best_state(config, prep, name, seed)
+            for optimiser in OPTIMISERS:
+                for n in steps:
+                    _, errors = adapted_errors(config, prep, name, state, seed, n, optimiser)
+                    for m, v in errors.items():
+                        per[optimiser, n][m].append(v)
+        lr = make_learner(name, config).inner_lr
+        rows[name] = {"inner_lr": lr, **{
+            o: {str(n): {m: _summary(v) for m, v in per[o, n].items() if v} for n in steps}
+            for o in OPTIMISERS}}  # fmt: skip
+    k = prep.dataset.train.num_trajectories
+    head = (f"### Test-time adaptation steps: {config.system} ({config.epochs} epochs, "
+            f"{_budget_text(config, k)})")  # fmt: skip
+    cols = [f"{m.split('_')[0]} error, {n} steps" for m in ERRORS for n in steps]
+    lines = [head, "",
+             "Trained as `experiments.run` trains (3 inner steps per meta-step), then adapted "
+             "to the test functions with n steps of the learner's Adam or of plain SGD at the "
+             "same rate (lr = the method's inner rate); 0 steps is the meta-learned model "
+             "itself (RO: the mean training latent). Mean ± std over seeds; paper: its "
+             "Tables 1-2 (100 Adam steps).", "",
+             "| method | optimiser (lr) | " + " | ".join(cols)
+             + " | paper trajectory | paper field |",
+             "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
+    for name, row in rows.items():
+        paper = [paper_value(config.system, name, m, k=config.shots) for m in ERRORS]
+        ref = " | ".join("–" if p is None else f"{p:.3f}" for p in paper)
+        for o in OPTIMISERS:
+            cells = [_cell(row[o][str(n)][m]) if m in row[o][str(n)] else "–"
+                     for m in ERRORS for n in steps]  # fmt: skip
+            lines.append(f"| {name} | {o} ({row['inner_lr']:g}) | " + " | ".join(cells)
+                         + f" | {ref} |")  # fmt: skip
+    table = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{config.system}-adapt-steps.md").write_text(table)
+    record = {"config": config.to_json(), "steps": list(steps), "methods": rows}
+    (out / f"{config.system}-adapt-steps.json").write_text(json.dumps(record, indent=1))
+    return table
+
+
+def _variant(config: AnalysisConfig, work: Path, inner: int, epochs: int) -> AnalysisConfig:
+    overrides = dict(config.budget_overrides) | {"inner_steps": inner}
+    out = work / "inner-steps" / f"inner{inner}-epochs{epochs}"
+    return dataclasses.replace(config, epochs=epochs, out=out,
+                               budget_overrides=tuple(overrides.items()))  # fmt: skip
+
+
+def _train_variant(config, prep, work, name, inner, epochs) -> dict:
+    records = run_method(_variant(config, work, inner, epochs), prep, name)
+    seconds = _summary([r["train_seconds"] for r in records])
+    return {"epochs": epochs, "train_seconds": seconds,
+            **{m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}}  # fmt: skip
+
+
+def _next_epochs(target: float, points: list[tuple[int, float]]) -> int:
+    """Epochs expected to take ``target`` seconds, from measured ``(epochs, seconds)``: a
+    line through the last two distinct measurements (fixed cost + cost per epoch), or in
+    proportion to the last one."""
+    (e1, t1), *rest = sorted(points[-2:])
+    if rest and rest[0][0] != e1 and rest[0][1] > t1:
+        e2, t2 = rest[0]
+        rate = (t2 - t1) / (e2 - e1)
+        return max(1, round(e1 + (target - t1) / rate))
+    e, t = points[-1]
+    return max(1, round(e * target / t))
+
+
+def inner_steps(config: AnalysisConfig, inner: tuple[int, ...], work: Path, out: Path,
+                tolerance: float = 0.1, attempts: int = 4) -> str:  # fmt: skip
+    """The inner-steps analysis, trained under ``work/inner-steps`` (dataset: ``work``); writes ``<system>-inner-steps.md`` /
+    ``.json`` under ``out`` and returns the table. The first of ``inner`` is the reference of
+    equal training time."""
+    prep = prepare(dataclasses.replace(config, out=work))
+    rows = {}
+    for name in config.methods:
+        equal_epochs = {n: _train_variant(config, prep, work, name, n, config.epochs)
+                        for n in inner}  # fmt: skip
+        target = equal_epochs[inner[0]]["train_seconds"]["mean"]
+        equal_time = {inner[0]: equal_epochs[inner[0]]}
+        for n in inner[1:]:
+            tried = [equal_epochs[n]]
+            points = [(config.epochs, equal_epochs[n]["train_seconds"]["mean"])]
+            for _ in range(attempts):
+                epochs = _next_epochs(target, points)
+                if epochs in [p[0] for p in points]:
+                    break
+                tried.append(_train_variant(config, prep, work, name, n, epochs))
+                points.append((epochs, tried[-1]["train_seconds"]["mean"]))
+                if abs(points[-1][1] - target) <= tolerance * target:
+                    break
+            best = min(tried, key=lambda r: abs(r["train_seconds"]["mean"] - target))
+            equal_time[n] = {**best, "tried": points}
+        rows[name] = {"target_seconds": target, "equal_epochs": equal_epochs,
+                      "equal_time": equal_time}  # fmt: skip
+    k = prep.dataset.train.num_trajectories
+    head = (f"### Inner steps per meta-step (auto-decoding): {config.system} "
+            f"({_budget_text(config, k)})")  # fmt: skip
+    err = lambda r: [_cell(r[m]) if m in r else "–" for m in ERRORS]
+    lines = [head, "",
+             f"(a) every variant {config.epochs} epochs; (b) every variant the training "
+             f"time of {inner[0]} inner steps at {config.epochs} epochs (its epochs set from "
+             f"its measured seconds, within {tolerance:.0%} where the attempts allow). Test "
+             "time: 100 Adam steps on the latent for all. Training seconds: each seed's share "
+             "of its group's wall time (seeds trained as one vmapped program), on a CPU "
+             "shared with other work. Mean ± std over seeds.", "",
+             "| method | inner steps | (a) epochs | (a) trajectory | (a) field | (a) train s "
+             "| (b) epochs | (b) trajectory | (b) field | (b) train s |",
+             "|---|---|" + "---|" * 8]  # fmt: skip
+    for name, row in rows.items():
+        for n in inner:
+            a, b = row["equal_epochs"][n], row["equal_time"][n]
+            cells = [str(a["epochs"]), *err(a), _cell(a["train_seconds"], ".1f"),
+                     str(b["epochs"]), *err(b), _cell(b["train_seconds"], ".1f")]  # fmt: skip
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{config.system}-inner-steps.md").write_text(table)
+    record = {"config": config.to_json(), "inner_steps": list(inner), "tolerance": tolerance,
+              "methods": rows}  # fmt: skip
+    (out / f"{config.system}-inner-steps.json").write_text(json.dumps(record, indent=1))
+    return table
+
+
+def _int_list(parser, flag: str, text: str, minimum: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        parser.error(f"--{flag} must be comma-separated integers, got {text!r}")
+    if len(set(values)) != len(values) or min(values) < minimum:
+        parser.error(f"--{flag} must be distinct integers >= {minimum}, got {text!r}")
+    return values
+
+
+def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
+    """Command line -> (subcommand, `AnalysisConfig`, the parsed flags)."""
+    p = argparse.ArgumentParser(prog="python -m experiments.analyses", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = p.add_subparsers(dest="analysis", required=True)
+    a = sub.add_parser("adapt-steps", help="MAML/Reptile/ANIL/RO after 0, 3, 100 test steps")
+    a.add_argument("--methods", default=",".join(ADAPT_METHODS))
+    a.add_argument("--steps", default="0,3,100", help="test-time steps (default 0,3,100)")
+    a.add_argument("--run", default=None,
+                   help="an experiments.run directory whose trained seeds to reuse")  # fmt: skip
+    i = sub.add_parser("inner-steps", help="auto-decoding with 3, 10, 100 inner steps")
+    i.add_argument("--methods", default="ro", help="modulations (default ro)")
+    i.add_argument("--inner-steps", default="3,10,100",
+                   help="inner steps per meta-step; the first is the time reference")  # fmt: skip
+    i.add_argument("--tolerance", type=float, default=0.1,
+                   help="equal-time tolerance, relative (default 0.1)")  # fmt: skip
+    for s in (a, i):
+        s.add_argument("--system", default="pendulum")
+        s.add_argument("--seeds", default="0,1,2")
+        s.add_argument("--epochs", type=int, default=PRESETS["quick"].epochs)
+        s.add_argument("--width", type=int, default=None, help="override the quick width")
+        s.add_argument("--depth", type=int, default=None, help="override the quick depth")
+        s.add_argument("--work", default=None, help="training dir (runs/analyses/<system>)")
+        s.add_argument("--out", default="results/analyses", help="tables and json")
+        s.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.system not in systems.SYSTEMS:
+        p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
+    valid = ADAPT_METHODS if args.analysis == "adapt-steps" else tuple(MODULATIONS)
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    if not set(methods) <= set(valid) or not set(methods) <= set(METHODS):
+        p.error(f"--methods: {args.methods!r}; valid: {', '.join(valid)}")
+    for flag in ("epochs", "width", "depth"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.analysis == "inner-steps" and not 0 < args.tolerance < 1:
+        p.error(f"--tolerance must be in (0, 1), got {args.tolerance}")
+    work = Path(args.work or f"runs/analyses/{args.system}")
+    args.work = work
+    if args.analysis == "adapt-steps":
+        args.steps = _int_list(p, "steps", args.steps, 0)
+        out = Path(args.run) if args.run else work / "adapt-steps"
+    else:
+        args.inner_steps = _int_list(p, "inner-steps", args.inner_steps, 1)
+        out = work / "inner-steps"
+    overrides = tuple((f, getattr(args, f)) for f in ("width", "depth")
+                      if getattr(args, f) is not None)  # fmt: skip
+    config = AnalysisConfig(system=args.system, methods=methods,
+                            seeds=tuple(parse_seeds(p, args.seeds)), epochs=args.epochs,
+                            out=out, progress=not args.no_progress,
+                            budget_overrides=overrides)  # fmt: skip
+    return args.analysis, config, args
+
+
+def main(argv=None) -> int:
+    analysis, config, args = parse_args(argv)
+    if analysis == "adapt-steps":
+        print(adapt_steps(config, args.steps, args.work, Path(args.out)))
+    else:
+        print(inner_steps(config, args.inner_steps, args.work, Path(args.out),
+                          tolerance=args.tolerance))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
