@@ -161,9 +161,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return _reproduce(args)
-    except ValueError as err:  # stale or corrupt stored work, bad settings: no traceback
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return run.EXIT_ERROR
+    except run.USER_ERRORS as err:  # stale or corrupt stored work, bad settings: no traceback
+        return run.user_error(err)
 
 
 def _reproduce(args) -> int:

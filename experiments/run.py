@@ -22,10 +22,10 @@ Several processes (hosts): ``--coordinator HOST:PORT --num-processes N --process
 each, the same command otherwise and an ``--out`` every process reads; the training functions
 are sharded over the devices of all processes (`jax.distributed`), process 0 writes.
 
-Exit status: 0 when every method finished; 2 for a bad flag, stale or corrupt stored work, or
-another configuration error (a one-line ``error: ...``, nothing trained); 3 when some method
-diverged (a non-finite loss: the other methods go on, the results and table are written, the
-table says ``diverged``).
+Exit status: 0 when every method finished; 2 for a bad flag or stale or corrupt stored work
+(a one-line ``error: ...``, nothing more trained); 3 when some method diverged (a non-finite
+loss: the other methods go on, the results and table are written, the table says
+``diverged``); 1 for a crash (a traceback, e.g. a lost process of a distributed run).
 """
 
 import dataclasses
@@ -63,6 +63,22 @@ _DATASET = inspect.signature(data.generate_dataset).parameters
 NUM_FUNCTIONS, SPLIT = _DATASET["num_functions"].default, _DATASET["split"].default
 # Exit statuses (see the module docstring).
 EXIT_ERROR, EXIT_DIVERGED = 2, 3
+
+
+class FlagError(ValueError):
+    """A flag whose value the run cannot use (the message names it)."""
+
+
+# What a run reports as one line `error: ...` and `EXIT_ERROR`, not a traceback: the user's
+# flags and the stored work they point at. Any other exception is a crash (exit status 1).
+USER_ERRORS = (FlagError, provenance.StaleRunError, io.CheckpointError)
+
+
+def user_error(err: Exception) -> int:
+    """Print ``err`` as one line ``error: ...`` on stderr; returns `EXIT_ERROR`."""
+    hint = " Use --restart to discard it." if isinstance(err, io.CheckpointError) else ""
+    print(f"error: {err}{hint}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
 
 
 def _lead() -> bool:
@@ -316,7 +332,7 @@ def check_out_regime(config: RunConfig) -> None:
         return
     stored = json.loads(previous.read_text())["config"].get("regime", "ours")
     if stored != config.regime:
-        raise ValueError(
+        raise FlagError(
             f"--out {config.out} holds a run of regime {stored!r}, not "
             f"{config.regime!r}; its finished results would be reused: pass another --out "
             f"(or --regime {stored})"
@@ -338,12 +354,12 @@ class Prepared:
 
 def prepare(config: RunConfig) -> Prepared:
     """Build the system, pick the device layout (both checked before any data is made), then
-    load (or generate) the dataset. A bad ``--set`` or ``--devices`` is a `ValueError`
+    load (or generate) the dataset. A bad ``--set`` or ``--devices`` is a `FlagError`
     naming the flag."""
     try:
         system = systems.get_system(config.system, **config.system_overrides)
     except (ValueError, TypeError) as err:
-        raise ValueError(f"--set: {err} (regime {config.regime!r})") from err
+        raise FlagError(f"--set: {err} (regime {config.regime!r})") from err
     check_out_regime(config)
     preset = config.budget
     if system.state_dim > 2 and preset.mesh_points_3d is not None and system.mesh_bounds:
@@ -355,14 +371,14 @@ def prepare(config: RunConfig) -> Prepared:
         )
         layout = meta.task_mesh(devices, num_train)
     except ValueError as err:
-        raise ValueError(f"--devices: {err}") from err
+        raise FlagError(f"--devices: {err}") from err
     config.out.mkdir(parents=True, exist_ok=True)
     if not _lead():  # process 0 makes the cache, the others read it
         multihost_utils.sync_global_devices("dataset")
     try:
         dataset = load_dataset(system, config.shots, config.data_seed, config.out / "data")
     except MemoryError as err:  # refused before allocating (`data.generate_dataset`'s max_bytes)
-        raise ValueError(f"{err} On the command line: lower --shots, or raise --set dt=... or "
+        raise FlagError(f"{err} On the command line: lower --shots, or raise --set dt=... or "
                          "shorten --set t1=...") from err  # fmt: skip
     if _lead() and jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset")
@@ -446,10 +462,8 @@ def main(argv=None) -> int:
             done[name] = dict(zip(config.seeds, records))
             errors = [r["trajectory_error"] for r in records]
             _say(f"{name:8s} trajectory error {np.mean(errors):.4f} ± {np.std(errors):.4f}")
-    except ValueError as err:  # bad flags, stale or corrupt stored work: no traceback
-        hint = " Use --restart to discard it." if isinstance(err, io.CheckpointError) else ""
-        print(f"error: {err}{hint}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
+    except USER_ERRORS as err:  # bad flags, stale or corrupt stored work: no traceback
+        return user_error(err)
     if _lead():
         print(report(config, prep, done))
     return EXIT_DIVERGED if any(isinstance(r, str) for r in done.values()) else 0
