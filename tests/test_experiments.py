@@ -97,19 +97,18 @@ def test_cli_system_override_errors(capsys):
         ("g=None", "`g` of pendulum must be a number, got g=None"),
     ],
 )
-def test_cli_bad_system_fields_are_one_line_errors(setting, match, tmp_path):
-    with pytest.raises(SystemExit) as exit_:
-        run.main(["--set", setting, "--out", str(tmp_path / "out")])
-    message = str(exit_.value.code)
+def test_cli_bad_system_fields_are_one_line_errors(setting, match, tmp_path, capsys):
+    assert run.main(["--set", setting, "--out", str(tmp_path / "out")]) == run.EXIT_ERROR
+    message = capsys.readouterr().err.strip()
     assert message.startswith("error: --set: ") and "\n" not in message
     assert re.search(match, message), message
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
-def test_cli_refuses_a_dataset_too_large_for_memory(tmp_path):
-    with pytest.raises(SystemExit) as exit_:
-        run.main(["--shots", "1000000", "--out", str(tmp_path / "out"), "--no-progress"])
-    message = str(exit_.value.code)
+def test_cli_refuses_a_dataset_too_large_for_memory(tmp_path, capsys):
+    argv = ["--shots", "1000000", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert run.main(argv) == run.EXIT_ERROR
+    message = capsys.readouterr().err.strip()
     assert "\n" not in message
     assert re.match(r"error: The pendulum dataset needs about \d+ GiB .*1000000 support.*"
                     r"lower --shots, or raise --set dt=", message), message  # fmt: skip
@@ -147,7 +146,7 @@ def test_cli_errors_print_one_line_and_no_traceback(argv, tmp_path):
         [sys.executable, "-m", "experiments.run", *argv, "--out", str(tmp_path / "out")],
         cwd=root, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # run.EXIT_ERROR: a bad flag or field, nothing trained
     # One line of ours (JAX may log its own lines first, e.g. about absent accelerators).
     assert "Traceback" not in proc.stderr and proc.stderr.count("error: ") == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
