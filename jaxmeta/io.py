@@ -23,6 +23,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing or unreadable, written for another
     configuration, or failing its checksum. Nothing is loaded."""
 
+
 #: Field metadata key: a dataclass field whose metadata maps it to True is left out of
 #: `fingerprint` while it holds its default, so adding such a field to a learner keeps the
 #: digests (and so the checkpoints) written before the field existed; any other value of it
