@@ -4,7 +4,8 @@
     python -m experiments.analyses adapt-steps --run runs/pendulum     # reuse trained seeds
     python -m experiments.analyses inner-steps --system pendulum --seeds 0,1,2 --methods ro,mr
 
-``adapt-steps``: MAML, Reptile, ANIL (and auto-decoding RO as the reference), trained exactly
+``adapt-steps``: MAML, Reptile, ANIL (auto-decoding RO as the reference, Scratch as the
+calibration row: 100 Adam steps from a fresh model), trained exactly
 as ``experiments.run`` trains them (its `prepare` / `run_method`, so ``--run DIR`` reuses the
 trained seeds of a run directory), scored after 0, 3 and 100 test-time steps with the
 learner's Adam and with plain SGD at the same rate (the method's ``inner_lr``), under the
@@ -19,13 +20,15 @@ its own measured time per epoch and corrected until its time is within ``--toler
 The paper's "the number of auto-decoding gradient steps is set to 100" may cover training.
 
 Writes ``<system>-adapt-steps.md`` / ``.json`` and ``<system>-inner-steps.md`` / ``.json``
-under ``--out`` (default ``results/analyses``); trained checkpoints go under ``--work``
-(default ``runs/analyses/<system>``), so the same command again only rescores.
+under ``--out`` (default ``results/analyses/<regime>``); trained checkpoints go under
+``--work`` (default ``runs/analyses/<regime>/<system>``), so the same command again only
+rescores. ``--regime`` is the task regime of `experiments.regimes` (default paper-like).
 """
 
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,12 +43,16 @@ from ._cli import parse_seeds
 from .config import PRESETS, Preset, RunConfig
 from .evaluate import evaluate
 from .paper import paper_value
+from .regimes import DEFAULT_REGIME, REGIMES
 from .registry import METHODS, MODULATIONS
 from .run import _seed_dir, _skeletons, make_learner, prepare, run_method
 
-ADAPT_METHODS = ("maml", "reptile", "anil", "ro")
+ADAPT_METHODS = ("scratch", "maml", "reptile", "anil", "ro")
 OPTIMISERS = ("adam", "sgd")
 ERRORS = ("trajectory_error", "field_error")
+# Auto-decoding only, in the json: mean distance of the adapted test latents from the mean
+# training latent (``train_latent_spread``: of the training latents themselves).
+LATENT = "latent_distance"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +78,7 @@ def _cell(s: dict, spec: str = ".3f") -> str:
 
 def _budget_text(config: AnalysisConfig, k: int) -> str:
     b = config.budget
-    return (f"preset {config.preset}: width {b.width}, depth {b.depth}, K = {k}, "
+    return (f"regime {config.regime}; preset {config.preset}: width {b.width}, depth {b.depth}, K = {k}, "
             f"seeds {list(config.seeds)}, device {jax.devices()[0].platform}")  # fmt: skip
 
 
@@ -93,13 +100,29 @@ def adapted_errors(config, prep, name: str, state, seed: int, steps: int, optimi
     return adapted, {m: float(np.mean(scores[m])) for m in ERRORS if m in scores}
 
 
+def _distance(latents, train_latents) -> float:
+    """Mean distance of ``latents`` from the mean of the training latents."""
+    mean = np.mean(np.asarray(train_latents), axis=0)
+    return float(np.mean(np.linalg.norm(np.asarray(latents) - mean, axis=-1)))
+
+
 def _check_run_dir(config: RunConfig) -> None:
     """Refuse a ``--run`` directory trained under another configuration."""
     path = config.out / "results.json"
     if not path.exists():
         return
     theirs, ours = json.loads(path.read_text())["config"], config.to_json()
-    keys = ("system", "preset", "epochs", "val_every", "shots", "latent_init", "data_seed", "set")
+    keys = (
+        "system",
+        "regime",
+        "preset",
+        "epochs",
+        "val_every",
+        "shots",
+        "latent_init",
+        "data_seed",
+        "set",
+    )
     bad = [k for k in keys if theirs.get(k) != ours[k]]
     if theirs.get("preset_values") != ours["preset_values"]:
         bad.append("preset_values")
@@ -118,17 +141,29 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
     prep = prepare(dataclasses.replace(config, out=work))
     rows = {}
     for name in config.methods:
-        run_method(config, prep, name)  # trains only the seeds not finished in config.out
-        per = {(o, n): {m: [] for m in ERRORS} for o in OPTIMISERS for n in steps}
+        records = run_method(config, prep, name)  # trains the seeds not finished in config.out
+        if name == "scratch":  # the calibration row (spec §5): nothing to start from
+            learner = make_learner(name, config)
+            scored = {m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}
+            rows[name] = {"inner_lr": learner.inner_lr, "sgd": {},
+                          "adam": {str(learner.adapt_steps): scored}}  # fmt: skip
+            continue
+        per = {(o, n): {m: [] for m in (*ERRORS, LATENT)} for o in OPTIMISERS for n in steps}
+        spread = []
         for seed in config.seeds:
             state = load_best_state(config, prep, name, seed)
+            if state.latents is not None:
+                spread.append(_distance(state.latents, state.latents))
             for optimiser in OPTIMISERS:
                 for n in steps:
-                    _, errors = adapted_errors(config, prep, name, state, seed, n, optimiser)
+                    adapted, errors = adapted_errors(config, prep, name, state, seed, n, optimiser)
+                    if adapted.latents is not None:
+                        errors[LATENT] = _distance(adapted.latents, state.latents)
                     for m, v in errors.items():
                         per[optimiser, n][m].append(v)
         lr = make_learner(name, config).inner_lr
-        rows[name] = {"inner_lr": lr, **{
+        rows[name] = {"inner_lr": lr, **({"train_latent_spread": _summary(spread)} if spread
+                                         else {}), **{
             o: {str(n): {m: _summary(v) for m, v in per[o, n].items() if v} for n in steps}
             for o in OPTIMISERS}}  # fmt: skip
     k = prep.dataset.train.num_trajectories
@@ -136,11 +171,13 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
             f"{_budget_text(config, k)})")  # fmt: skip
     cols = [f"{m.split('_')[0]} error, {n} steps" for m in ERRORS for n in steps]
     lines = [head, "",
-             "Trained as `experiments.run` trains (3 inner steps per meta-step), then adapted "
+             f"Trained as `experiments.run` trains ({config.budget.inner_steps} inner steps per "
+             "meta-step), then adapted "
              "to the test functions with n steps of the learner's Adam or of plain SGD at the "
              "same rate (lr = the method's inner rate); 0 steps is the meta-learned model "
-             "itself (RO: the mean training latent). Mean ± std over seeds; paper: its "
-             "Tables 1-2 (100 Adam steps).", "",
+             "itself (RO: the mean training latent). Scratch (calibration: a fresh model per "
+             "test function, 100 Adam steps) has no 0-step model. Mean ± std over seeds; "
+             "paper: its Tables 1-2 (100 Adam steps).", "",
              "| method | optimiser (lr) | " + " | ".join(cols)
              + " | paper trajectory | paper field |",
              "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
@@ -148,7 +185,9 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
         paper = [paper_value(config.system, name, m, k=config.shots) for m in ERRORS]
         ref = " | ".join("–" if p is None else f"{p:.3f}" for p in paper)
         for o in OPTIMISERS:
-            cells = [_cell(row[o][str(n)][m]) if m in row[o][str(n)] else "–"
+            if not row[o]:
+                continue
+            cells = [_cell(row[o][str(n)][m]) if m in row[o].get(str(n), {}) else "–"
                      for m in ERRORS for n in steps]  # fmt: skip
             lines.append(f"| {name} | {o} ({row['inner_lr']:g}) | " + " | ".join(cells)
                          + f" | {ref} |")  # fmt: skip
@@ -168,7 +207,18 @@ def _variant(config: AnalysisConfig, work: Path, inner: int, epochs: int) -> Ana
 
 
 def _train_variant(config, prep, work, name, inner, epochs) -> dict:
-    records = run_method(_variant(config, work, inner, epochs), prep, name)
+    variant = _variant(config, work, inner, epochs)
+    pending = [
+        s for s in config.seeds if not (_seed_dir(variant, name, s) / "metrics.json").exists()
+    ]
+    # A resumed training would time only its remaining epochs: the seeds still to train
+    # start from scratch (their checkpoints are this analysis's own, under ``work``).
+    group = variant.out / name / ("seeds" + "-".join(map(str, pending)))
+    for stale in [group, *(_seed_dir(variant, name, s) for s in pending)]:
+        if (stale / "checkpoints").exists():
+            print(f"{name:8s} discarding the unfinished {stale / 'checkpoints'}", flush=True)
+            shutil.rmtree(stale / "checkpoints")
+    records = run_method(variant, prep, name)
     seconds = _summary([r["train_seconds"] for r in records])
     return {"epochs": epochs, "train_seconds": seconds,
             **{m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}}  # fmt: skip
@@ -189,9 +239,9 @@ def _next_epochs(target: float, points: list[tuple[int, float]]) -> int:
 
 def inner_steps(config: AnalysisConfig, inner: tuple[int, ...], work: Path, out: Path,
                 tolerance: float = 0.1, attempts: int = 4) -> str:  # fmt: skip
-    """The inner-steps analysis, trained under ``work/inner-steps`` (dataset: ``work``); writes ``<system>-inner-steps.md`` /
-    ``.json`` under ``out`` and returns the table. The first of ``inner`` is the reference of
-    equal training time."""
+    """The inner-steps analysis, trained under ``work/inner-steps`` (dataset: ``work``);
+    writes ``<system>-inner-steps.md`` / ``.json`` under ``out`` and returns the table. The
+    first of ``inner`` is the reference of equal training time."""
     prep = prepare(dataclasses.replace(config, out=work))
     rows = {}
     for name in config.methods:
@@ -211,7 +261,8 @@ def inner_steps(config: AnalysisConfig, inner: tuple[int, ...], work: Path, out:
                 if abs(points[-1][1] - target) <= tolerance * target:
                     break
             best = min(tried, key=lambda r: abs(r["train_seconds"]["mean"] - target))
-            equal_time[n] = {**best, "tried": points}
+            keys = ("epochs", "train_seconds", *ERRORS)
+            equal_time[n] = {**best, "tried": [{k: r[k] for k in keys if k in r} for r in tried]}
         rows[name] = {"target_seconds": target, "equal_epochs": equal_epochs,
                       "equal_time": equal_time}  # fmt: skip
     k = prep.dataset.train.num_trajectories
@@ -228,12 +279,20 @@ def inner_steps(config: AnalysisConfig, inner: tuple[int, ...], work: Path, out:
              "| method | inner steps | (a) epochs | (a) trajectory | (a) field | (a) train s "
              "| (b) epochs | (b) trajectory | (b) field | (b) train s |",
              "|---|---|" + "---|" * 8]  # fmt: skip
+    missed = False
     for name, row in rows.items():
         for n in inner:
             a, b = row["equal_epochs"][n], row["equal_time"][n]
+            off = abs(b["train_seconds"]["mean"] / row["target_seconds"] - 1)
+            mark = " †" if off > tolerance else ""
+            missed |= bool(mark)
             cells = [str(a["epochs"]), *err(a), _cell(a["train_seconds"], ".1f"),
-                     str(b["epochs"]), *err(b), _cell(b["train_seconds"], ".1f")]  # fmt: skip
+                     str(b["epochs"]), *err(b), _cell(b["train_seconds"], ".1f") + mark]  # fmt: skip
             lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    if missed:
+        lines += ["", f"† more than {tolerance:.0%} from the target time after {attempts} "
+                  "attempts (the closest is shown; every attempt, with its errors, is under "
+                  "`tried` in the json)."]  # fmt: skip
     table = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{config.system}-inner-steps.md").write_text(table)
@@ -261,6 +320,8 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
     a = sub.add_parser("adapt-steps", help="MAML/Reptile/ANIL/RO after 0, 3, 100 test steps")
     a.add_argument("--methods", default=",".join(ADAPT_METHODS))
     a.add_argument("--steps", default="0,3,100", help="test-time steps (default 0,3,100)")
+    a.add_argument("--inner-steps", type=int, default=None,
+                   help="inner steps per meta-step of the training (default: the preset's)")  # fmt: skip
     a.add_argument("--run", default=None,
                    help="an experiments.run directory whose trained seeds to reuse")  # fmt: skip
     i = sub.add_parser("inner-steps", help="auto-decoding with 3, 10, 100 inner steps")
@@ -271,12 +332,20 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
                    help="equal-time tolerance, relative (default 0.1)")  # fmt: skip
     for s in (a, i):
         s.add_argument("--system", default="pendulum")
+        s.add_argument(
+            "--regime",
+            default=DEFAULT_REGIME,
+            choices=tuple(REGIMES),
+            help=f"task regime of experiments.regimes (default {DEFAULT_REGIME})",
+        )
         s.add_argument("--seeds", default="0,1,2")
         s.add_argument("--epochs", type=int, default=PRESETS["quick"].epochs)
         s.add_argument("--width", type=int, default=None, help="override the quick width")
         s.add_argument("--depth", type=int, default=None, help="override the quick depth")
-        s.add_argument("--work", default=None, help="training dir (runs/analyses/<system>)")
-        s.add_argument("--out", default="results/analyses", help="tables and json")
+        s.add_argument(
+            "--work", default=None, help="training dir (runs/analyses/<regime>/<system>)"
+        )
+        s.add_argument("--out", default=None, help="tables and json (results/analyses/<regime>)")
         s.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.system not in systems.SYSTEMS:
@@ -290,17 +359,20 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.analysis == "inner-steps" and not 0 < args.tolerance < 1:
         p.error(f"--tolerance must be in (0, 1), got {args.tolerance}")
-    work = Path(args.work or f"runs/analyses/{args.system}")
+    work = Path(args.work or f"runs/analyses/{args.regime}/{args.system}")
     args.work = work
+    args.out = Path(args.out or f"results/analyses/{args.regime}")
     if args.analysis == "adapt-steps":
         args.steps = _int_list(p, "steps", args.steps, 0)
+        if args.inner_steps is not None and args.inner_steps < 1:
+            p.error(f"--inner-steps must be >= 1, got {args.inner_steps}")
         out = Path(args.run) if args.run else work / "adapt-steps"
     else:
         args.inner_steps = _int_list(p, "inner-steps", args.inner_steps, 1)
         out = work / "inner-steps"
-    overrides = tuple((f, getattr(args, f)) for f in ("width", "depth")
-                      if getattr(args, f) is not None)  # fmt: skip
-    config = AnalysisConfig(system=args.system, methods=methods,
+    fields = ("width", "depth") + (("inner_steps",) if args.analysis == "adapt-steps" else ())
+    overrides = tuple((f, getattr(args, f)) for f in fields if getattr(args, f) is not None)
+    config = AnalysisConfig(system=args.system, regime=args.regime, methods=methods,
                             seeds=tuple(parse_seeds(p, args.seeds)), epochs=args.epochs,
                             out=out, progress=not args.no_progress,
                             budget_overrides=overrides)  # fmt: skip

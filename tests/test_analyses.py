@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import analyses
+from experiments.regimes import regime_overrides
 
 TINY = ["--system", "pendulum", "--seeds", "0", "--epochs", "1", "--width", "8", "--depth", "1",
         "--no-progress"]  # fmt: skip
@@ -23,17 +25,28 @@ def _arrays(tree):
 
 
 def test_adapt_steps_end_to_end(tmp_path, work):
-    argv = ["adapt-steps", *TINY, "--methods", "maml,ro", "--work", str(work),
+    argv = ["adapt-steps", *TINY, "--methods", "scratch,maml,ro", "--work", str(work),
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert analyses.main(argv) == 0
     table = (tmp_path / "out" / "pendulum-adapt-steps.md").read_text()
     assert "| maml | adam (0.002) |" in table and "| ro | sgd (0.002) |" in table
+    assert "| scratch | adam (0.002) | – | – |" in table and "| scratch | sgd" not in table
     record = json.loads((tmp_path / "out" / "pendulum-adapt-steps.json").read_text())
+    scratch = json.loads((work / "adapt-steps" / "scratch" / "seed0" / "metrics.json").read_text())
+    assert record["methods"]["scratch"]["adam"]["100"]["trajectory_error"]["mean"] == (
+        scratch["trajectory_error"])  # fmt: skip
     for name in ("maml", "ro"):
         row = record["methods"][name]
         for o in analyses.OPTIMISERS:
             assert set(row[o]) == {"0", "3", "100"}
             assert all(np.isfinite(row[o][n][m]["mean"]) for n in row[o] for m in analyses.ERRORS)
+        # Auto-decoding: 0 steps leave every test latent at the mean training latent.
+        if name == "ro":
+            assert row["adam"]["0"][analyses.LATENT]["mean"] < 1e-6 < row["adam"]["3"][
+                analyses.LATENT]["mean"]  # fmt: skip
+            assert row["train_latent_spread"]["mean"] > 0
+        else:
+            assert analyses.LATENT not in row["adam"]["0"] and "train_latent_spread" not in row
         # 0 steps of either optimiser is the same (unadapted) model.
         assert row["adam"]["0"] == row["sgd"]["0"]
         # 100 Adam steps are experiments.run's own test-time adaptation: its score, exactly.
@@ -104,7 +117,9 @@ def test_inner_steps_end_to_end(tmp_path, work):
     assert set(row["equal_epochs"]) == set(row["equal_time"]) == {"1", "4"}
     assert row["target_seconds"] == row["equal_epochs"]["1"]["train_seconds"]["mean"] > 0
     tried = row["equal_time"]["4"]["tried"]
-    assert tried[0][0] == 2 and row["equal_time"]["4"]["epochs"] in [e for e, _ in tried]
+    assert tried[0] == row["equal_epochs"]["4"]  # the first attempt: equal epochs
+    closest = min(tried, key=lambda t: abs(t["train_seconds"]["mean"] - row["target_seconds"]))
+    assert row["equal_time"]["4"] == {**closest, "tried": tried}
     for part in ("equal_epochs", "equal_time"):
         for r in row[part].values():
             assert all(np.isfinite(r[m]["mean"]) for m in analyses.ERRORS)
@@ -124,10 +139,15 @@ def test_next_epochs_inverts_a_linear_cost():
 def test_bad_input(capsys):
     with pytest.raises(SystemExit):
         analyses.parse_args(["adapt-steps", "--methods", "maml,mr"])
-    assert "--methods: 'maml,mr'; valid: maml, reptile, anil, ro" in capsys.readouterr().err
+    assert (
+        "--methods: 'maml,mr'; valid: scratch, maml, reptile, anil, ro" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         analyses.parse_args(["adapt-steps", "--steps", "0,-1"])
     assert "--steps must be distinct integers >= 0, got '0,-1'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        analyses.parse_args(["adapt-steps", "--inner-steps", "0"])
+    assert "--inner-steps must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         analyses.parse_args(["inner-steps", "--inner-steps", "0,3"])
     assert "--inner-steps must be distinct integers >= 1" in capsys.readouterr().err
@@ -145,3 +165,18 @@ def test_a_run_directory_of_another_configuration_is_refused(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"config": theirs}))
     with pytest.raises(SystemExit, match="trained with other epochs.*epochs=150"):
         analyses.main(["adapt-steps", *TINY, "--run", str(tmp_path)])
+    # A run made in the other task regime is refused too: its tasks are other tasks.
+    theirs = {**config.to_json(), "regime": "ours"}
+    (tmp_path / "results.json").write_text(json.dumps({"config": theirs}))
+    with pytest.raises(SystemExit, match="trained with other regime.*regime='ours'"):
+        analyses.main(["adapt-steps", *TINY, "--run", str(tmp_path)])
+
+
+def test_the_regime_names_the_default_directories_and_the_table():
+    _, config, args = analyses.parse_args(["adapt-steps", *TINY, "--regime", "ours"])
+    assert config.regime == "ours" and config.system_overrides == regime_overrides(
+        "ours", "pendulum"
+    )
+    assert args.work == Path("runs/analyses/ours/pendulum")
+    assert args.out == Path("results/analyses/ours")
+    assert analyses._budget_text(config, 10).startswith("regime ours; preset quick")
