@@ -15,6 +15,18 @@ from jaxmeta.systems import AbstractHamiltonianSystem, AbstractSystem
 ENERGY_SUBSTEPS = 4
 
 
+def own_rollouts(system: AbstractSystem, models, x0, ts, substeps: int = ENERGY_SUBSTEPS):
+    """Each model's rollouts from its function's initial states ``x0`` (F, Q, dim) over
+    ``ts``, ``substeps`` steps per save interval: the symplectic implicit midpoint for
+    Hamiltonian systems, RK4 for GENERIC ones. Returns (F, Q, T, dim): the paths along which
+    a model's own energy (and entropy) are scored."""
+    if isinstance(system, AbstractHamiltonianSystem):
+        roll = lambda m, x: symplectic_rollout(m, x, ts, substeps=substeps)
+    else:
+        roll = lambda m, x: rollout(m, x, ts, substeps=substeps)
+    return eqx.filter_vmap(lambda m, xs: jax.vmap(lambda x: roll(m, x))(xs))(models, x0)
+
+
 def paper_scores(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     """The paper's metrics (spec §5) of a batch of adapted ``models``, per test function:
     ``trajectory_error`` (the velocity error at the novel test states) and, where a mesh
@@ -56,12 +68,7 @@ def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     out["rollout_error"] = vm(lambda m, xs: metrics.rollout_errors(m, xs, ts))(
         models, test.query_xs
     )
-    x0 = test.query_xs[:, :, 0]
-    if isinstance(system, AbstractHamiltonianSystem):
-        roll = lambda m, x: symplectic_rollout(m, x, ts, substeps=ENERGY_SUBSTEPS)
-    else:
-        roll = lambda m, x: rollout(m, x, ts, substeps=ENERGY_SUBSTEPS)
-    paths = vm(lambda m, xs: jax.vmap(lambda x: roll(m, x))(xs))(models, x0)
+    paths = own_rollouts(system, models, test.query_xs[:, :, 0], ts)
     per_path = lambda f: vm(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(models, paths)
     out["energy_drift"] = per_path(lambda m, p: metrics.energy_drift(m.energy, p))
     if not isinstance(system, AbstractHamiltonianSystem):

@@ -286,3 +286,34 @@ def test_portrait_of_a_three_dimensional_system(tmp_path):
     xs = jax.vmap(lambda x: data.simulate(lambda y: system.vector_field(y, mu), x, ts))(x0)
     plots.adapted_portrait(system, SystemModel(system, mu), xs, xs, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------- experiments.drift
+def test_drift_rescoring_matches_the_run_and_falls_with_the_step(trained, tmp_path, capsys):
+    from experiments import drift
+    from experiments.evaluate import ENERGY_SUBSTEPS
+
+    run_dir = trained["run"]
+    argv = ["--run", str(run_dir), "--substeps", f"{ENERGY_SUBSTEPS},64", "--out", str(tmp_path)]
+    assert drift.main(argv) == 0
+    record = json.loads((tmp_path / "drift.json").read_text())
+    assert set(record["methods"]) == {"ro", "scratch"} and record["regime"] == "ours"
+    assert "| ro | " in (tmp_path / "drift.md").read_text()
+    for name, row in record["methods"].items():
+        stored = json.loads((run_dir / name / "seed0" / "metrics.json").read_text())
+        # At the tables' step the rescoring is the run's own max_energy_drift.
+        assert row[str(ENERGY_SUBSTEPS)]["max"] == pytest.approx(
+            stored["max_energy_drift"], rel=1e-5
+        )
+        # Implicit midpoint is of order 2: a 16× finer step leaves far less drift.
+        assert row["64"]["max"] < 0.1 * row[str(ENERGY_SUBSTEPS)]["max"]
+    for bad, message in [
+        (["--substeps", "4,0"], "--substeps must be distinct integers >= 1"),
+        (["--substeps", "4,x"], "--substeps must be comma-separated integers, got '4,x'"),
+        (["--methods", "ro,nope"], "--methods: unknown 'nope'"),
+    ]:
+        with pytest.raises(SystemExit):
+            drift.parse_args(["--run", str(run_dir), *bad])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="mr seed 0 never finished"):
+        drift.drift_table(run_dir, ("mr",), 0, (4,))
