@@ -38,7 +38,7 @@ from jaxmeta import systems
 from . import provenance, run
 from ._cli import parse_seeds, parse_systems
 from .config import PRESETS, RunConfig
-from .paper import varying_k
+from .paper import paper_value, varying_k
 from .regimes import DEFAULT_REGIME, REGIMES
 from .registry import METHODS, MODULATIONS
 from .verdict import verdict_lines
@@ -257,10 +257,29 @@ def _records(config: RunConfig, method: str) -> dict:
     return out
 
 
+def glance(mains: dict, metric: str = "trajectory_error") -> str:
+    """One table, methods × systems, of ``metric`` from the main jobs (``mains``: system ->
+    (results.json's ``methods``, its config)): ours (mean ± std) and the paper's."""
+    methods = list(dict.fromkeys(m for summary, _ in mains.values() for m in summary))
+    lines = [f"## At a glance: {metric} of the main tables (ours / paper)\n",
+             "| method | " + " | ".join(mains) + " |", "|---|" + "---|" * len(mains)]  # fmt: skip
+    for method in methods:
+        cells = []
+        for system, (summary, config) in mains.items():
+            s = summary.get(method)
+            ref = paper_value(system, method, metric, **run.paper_settings(config))
+            ours = ("diverged" if s and "diverged" in s else
+                    f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" if s else "–")  # fmt: skip
+            cells.append(f"{ours} / {'–' if ref is None else f'{ref:.3f}'}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(selected, configs, path: Path) -> str:
     """``tables.md``: every job with any finished (method, seed), its verdict lines, and how
     many seeds each method has."""
     parts = ["# Our numbers beside the paper's\n"]
+    mains = {}
     for job, config in zip(selected, configs):
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
@@ -276,8 +295,12 @@ def write_tables(selected, configs, path: Path) -> str:
                            for m, r in done.items())  # fmt: skip
         summary = json.loads((config.out / "results.json").read_text())["methods"]
         verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
+        if job.name == "main":
+            mains[config.system] = (summary, config)
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
+    if len(mains) > 1:
+        parts.insert(1, glance(mains))
     text = "\n".join(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

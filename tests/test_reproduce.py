@@ -97,3 +97,22 @@ def test_finished_work_of_other_flags_is_refused_until_restart(tmp_path, capsys)
     assert metrics.stat().st_mtime_ns == stamp
     assert reproduce.main([*argv, "--epochs", "2", "--restart"]) == 0
     assert json.loads(metrics.read_text())["config"]["epochs"] == 2
+
+
+def test_glance_puts_every_main_table_side_by_side():
+    from experiments.config import RunConfig
+    from experiments.paper import paper_value
+
+    cell = lambda m: {"trajectory_error": {"mean": m, "std": 0.01, "per_seed": [m]}}
+    mains = {
+        "pendulum": ({"scratch": cell(0.8), "ro": cell(0.2)}, RunConfig(system="pendulum")),
+        "dno": ({"scratch": cell(0.5), "ro": {"diverged": "epoch 3"}}, RunConfig(system="dno")),
+    }
+    text = reproduce.glance(mains)
+    assert "| method | pendulum | dno |" in text
+    p, d = (
+        paper_value("pendulum", "ro", "trajectory_error"),
+        paper_value("dno", "ro", "trajectory_error"),
+    )
+    assert f"| ro | 0.200 ± 0.010 / {p:.3f} | diverged / {d:.3f} |" in text
+    assert text.count("\n| ") == 3  # the header and one row per method
