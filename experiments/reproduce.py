@@ -259,18 +259,26 @@ def _records(config: RunConfig, method: str) -> dict:
 
 def glance(mains: dict, metric: str = "trajectory_error") -> str:
     """One table, methods × systems, of ``metric`` from the main jobs (``mains``: system ->
-    (results.json's ``methods``, its config)): ours (mean ± std) and the paper's."""
-    methods = list(dict.fromkeys(m for summary, _ in mains.values() for m in summary))
-    lines = [f"## At a glance: {metric} of the main tables (ours / paper)\n",
+    (results.json's ``methods``, its config)): ours (mean ± std), with the paper's beside it
+    where the paper reports the metric. Methods without the metric are left out."""
+    methods = [m for m in dict.fromkeys(m for summary, _ in mains.values() for m in summary)
+               if any(metric in summary.get(m, {}) or "diverged" in summary.get(m, {})
+                      for summary, _ in mains.values())]  # fmt: skip
+    ref = {(system, m): paper_value(system, m, metric, **run.paper_settings(config))
+           for system, (_, config) in mains.items() for m in methods}  # fmt: skip
+    papered = any(v is not None for v in ref.values())
+    lines = [f"## At a glance: {metric} of the main tables (ours{' / paper' * papered})\n",
              "| method | " + " | ".join(mains) + " |", "|---|" + "---|" * len(mains)]  # fmt: skip
     for method in methods:
         cells = []
-        for system, (summary, config) in mains.items():
-            s = summary.get(method)
-            ref = paper_value(system, method, metric, **run.paper_settings(config))
-            ours = ("diverged" if s and "diverged" in s else
-                    f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" if s else "–")  # fmt: skip
-            cells.append(f"{ours} / {'–' if ref is None else f'{ref:.3f}'}")
+        for system, (summary, _) in mains.items():
+            s = summary.get(method, {})
+            ours = ("diverged" if "diverged" in s else
+                    f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" if metric in s else "–")  # fmt: skip
+            paper = ref[system, method]
+            cells.append(
+                ours + (f" / {'–' if paper is None else f'{paper:.3f}'}" if papered else "")
+            )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -300,7 +308,7 @@ def write_tables(selected, configs, path: Path) -> str:
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
     if len(mains) > 1:
-        parts.insert(1, glance(mains))
+        parts[1:1] = [glance(mains), glance(mains, "mu_r2")]
     text = "\n".join(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

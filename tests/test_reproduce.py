@@ -116,3 +116,9 @@ def test_glance_puts_every_main_table_side_by_side():
     )
     assert f"| ro | 0.200 ± 0.010 / {p:.3f} | diverged / {d:.3f} |" in text
     assert text.count("\n| ") == 3  # the header and one row per method
+    # R² of the latent -> mu map: no paper column, and Scratch (no latent) has no row.
+    r2 = lambda v: {"mu_r2": {"mean": v, "std": 0.0, "per_seed": [v]}}
+    mains = {"pendulum": ({"scratch": cell(0.8), "ro": r2(0.9)}, RunConfig(system="pendulum")),
+             "dno": ({"scratch": cell(0.5), "ro": r2(0.5)}, RunConfig(system="dno"))}  # fmt: skip
+    text = reproduce.glance(mains, "mu_r2")
+    assert "| ro | 0.900 ± 0.000 | 0.500 ± 0.000 |" in text and "scratch" not in text
