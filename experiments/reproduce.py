@@ -304,15 +304,27 @@ def write_tables(selected, configs, path: Path) -> str:
         summary = json.loads((config.out / "results.json").read_text())["methods"]
         verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
         if job.name == "main":
-            mains[config.system] = (summary, config)
+            mains[config.system] = (summary, config, verdicts)
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
-    if len(mains) > 1:
-        parts[1:1] = [glance(mains), glance(mains, "mu_r2")]
-    text = "\n".join(parts)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mains:
+        summary = summary_text(mains)
+        (path.parent / "summary.md").write_text(summary)
+        parts.insert(1, summary)
+    text = "\n".join(parts)
     path.write_text(text)
     return text
+
+
+def summary_text(mains: dict) -> str:
+    """``summary.md``: the main tables side by side (trajectory and field error, ours beside
+    the paper's; the R² of the latent -> mu map) and each system's verdict lines."""
+    tables = {s: (summary, config) for s, (summary, config, _) in mains.items()}
+    parts = [glance(tables, m) for m in ("trajectory_error", "field_error", "mu_r2")]
+    verdicts = [f"- {system}\n" + "".join(f"    - {v}\n" for v in lines)
+                for system, (_, _, lines) in mains.items()]  # fmt: skip
+    return "\n".join(parts) + "\nVerdicts of the main tables:\n\n" + "".join(verdicts)
 
 
 if __name__ == "__main__":

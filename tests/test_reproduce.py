@@ -65,6 +65,10 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     assert "time budget reached" not in capsys.readouterr().out
     tables = (out / "tables.md").read_text()
     assert "| ro |" in tables and "Seeds finished: scratch 1, ro 1" in tables
+    summary = (out / "summary.md").read_text()
+    assert tables.startswith("# Our numbers beside the paper's\n\n" + summary)
+    assert "At a glance: trajectory_error of the main tables (ours / paper)" in summary
+    assert "| ro | " in summary and "- pendulum\n    - **trajectory_error**: " in summary
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["methods"]) == {"scratch", "ro"}
     assert results["methods"]["ro"]["seeds"] == [0]
