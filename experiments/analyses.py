@@ -66,6 +66,13 @@ class AnalysisConfig(RunConfig):
     def budget(self) -> Preset:
         return dataclasses.replace(PRESETS[self.preset], **dict(self.budget_overrides))
 
+    def to_json(self) -> dict:
+        """`RunConfig.to_json`: the overrides are in its ``preset_values``, so the identity of
+        a (method, seed) is an ``experiments.run`` one and ``--run`` reuses its results."""
+        record = super().to_json()
+        del record["budget_overrides"]
+        return record
+
 
 def _summary(values) -> dict:
     arr = np.asarray(values, dtype=float)

@@ -180,3 +180,17 @@ def test_the_regime_names_the_default_directories_and_the_table():
     assert args.work == Path("runs/analyses/ours/pendulum")
     assert args.out == Path("results/analyses/ours")
     assert analyses._budget_text(config, 10).startswith("regime ours; preset quick")
+
+
+def test_a_run_directory_of_the_same_configuration_is_reused():
+    """The identity `experiments.provenance` checks is an ``experiments.run`` one, so
+    ``--run DIR`` reuses the seeds of a run (or ``experiments.reproduce`` job) directory."""
+    from experiments import config as run_config, provenance
+
+    flags = ["--system", "pendulum", "--seeds", "0,1", "--out", "runs/x", "--no-progress"]
+    ours = run_config.parse_args(flags)
+    _, theirs, _ = analyses.parse_args(["adapt-steps", *flags[:4], "--run", "runs/x"])
+    assert provenance.identity(theirs, "ro", "d") == provenance.identity(ours, "ro", "d")
+    # Budget overrides are in the preset values, and so in the identity.
+    _, wide, _ = analyses.parse_args(["adapt-steps", *flags[:4], "--run", "runs/x", "--width", "8"])
+    assert provenance.identity(wide, "ro", "d")["width"] == 8
