@@ -41,7 +41,7 @@ from .config import PRESETS, RunConfig
 from .paper import paper_value, varying_k
 from .regimes import DEFAULT_REGIME, REGIMES
 from .registry import METHODS, MODULATIONS
-from .verdict import verdict_lines
+from .verdict import verdict_lines, verdict_table, verdicts
 
 TARGETED_DNO = (("ic_bounds", ((-0.5, 0.5), (-0.5, 0.5), (1.0, 2.0))),)
 # Seconds kept at the end of a --time-budget for writing the tables and figures.
@@ -304,7 +304,7 @@ def write_tables(selected, configs, path: Path) -> str:
         summary = json.loads((config.out / "results.json").read_text())["methods"]
         verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
         if job.name == "main":
-            mains[config.system] = (summary, config, verdicts)
+            mains[config.system] = (summary, config)
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,12 +319,11 @@ def write_tables(selected, configs, path: Path) -> str:
 
 def summary_text(mains: dict) -> str:
     """``summary.md``: the main tables side by side (trajectory and field error, ours beside
-    the paper's; the R² of the latent -> mu map) and each system's verdict lines."""
-    tables = {s: (summary, config) for s, (summary, config, _) in mains.items()}
-    parts = [glance(tables, m) for m in ("trajectory_error", "field_error", "mu_r2")]
-    verdicts = [f"- {system}\n" + "".join(f"    - {v}\n" for v in lines)
-                for system, (_, _, lines) in mains.items()]  # fmt: skip
-    return "\n".join(parts) + "\nVerdicts of the main tables:\n\n" + "".join(verdicts)
+    the paper's; the R² of the latent -> mu map) and one table of every system's verdicts."""
+    parts = [glance(mains, m) for m in ("trajectory_error", "field_error", "mu_r2")]
+    table = verdict_table({system: verdicts(system, summary, **run.paper_settings(config))
+                           for system, (summary, config) in mains.items()})  # fmt: skip
+    return "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table
 
 
 if __name__ == "__main__":

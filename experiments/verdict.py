@@ -30,11 +30,12 @@ def _claims(values: dict, lower: bool) -> dict:
     return out
 
 
-def verdict_lines(system: str, summary: dict, **paper) -> list[str]:
-    """One line per paper metric of ``summary`` (method -> ``{metric: {"mean": ...}}``, as in
-    ``results.json``), comparing our orderings with the paper's (``paper``: `paper_value`'s
-    keywords); the paper's side is left out where it reports no number."""
-    lines = []
+def verdicts(system: str, summary: dict, **paper) -> dict:
+    """Per paper metric of ``summary`` (method -> ``{metric: {"mean": ...}}``, as in
+    ``results.json``): our counts of the paper's orderings (``"ours"``), the paper's counts
+    for the same table (``"paper"``; `paper_value`'s keywords ``paper``; empty where it reports
+    no number) and whether the whole ordering ``"holds"`` in ours."""
+    out = {}
     for metric, lower in LOWER_IS_BETTER.items():
         ours = {m: s[metric]["mean"] for m, s in summary.items() if metric in s}
         if not ours:
@@ -42,6 +43,19 @@ def verdict_lines(system: str, summary: dict, **paper) -> list[str]:
         theirs = {m: paper_value(system, m, metric, **paper) for m in ours}
         theirs = {m: v for m, v in theirs.items() if v is not None}
         a, b = _claims(ours, lower), _claims(theirs, lower)
+        holds = a["best"] in ("ro", "mr") and all(
+            a[k][0] == a[k][1] for k in ("mod", "opt") if k in a
+        )
+        out[metric] = {"ours": a, "paper": b, "holds": holds}
+    return out
+
+
+def verdict_lines(system: str, summary: dict, **paper) -> list[str]:
+    """One line per paper metric of ``summary`` (see `verdicts`), comparing our orderings with
+    the paper's; the paper's side is left out where it reports no number."""
+    lines = []
+    for metric, v in verdicts(system, summary, **paper).items():
+        a, b = v["ours"], v["paper"]
         bits = []
         ref = lambda key, b=b: f" (paper {b[key][0]}/{b[key][1]})" if key in b else ""
         if "mod" in a:
@@ -50,9 +64,23 @@ def verdict_lines(system: str, summary: dict, **paper) -> list[str]:
         if "opt" in a:
             bits.append(f"optimisation-based beating Scratch {a['opt'][0]}/{a['opt'][1]}"
                         f"{ref('opt')}")  # fmt: skip
-        ro_mr = a["best"] in ("ro", "mr")
         bits.append(f"best {a['best']}" + (f" (paper {b['best']})" if "best" in b else ""))
-        holds = ro_mr and all(a[k][0] == a[k][1] for k in ("mod", "opt") if k in a)
-        verdict = "holds" if holds else "does not hold"
+        verdict = "holds" if v["holds"] else "does not hold"
         lines.append(f"**{metric}**: the paper's ordering {verdict} here: " + "; ".join(bits) + ".")
     return lines
+
+
+def verdict_table(per_system: dict) -> str:
+    """One Markdown table of `verdicts` for several systems (``per_system``: system ->
+    `verdicts`' dict): a row per (system, metric), ours beside the paper's counts."""
+    count = lambda c, k: f"{c[k][0]}/{c[k][1]}" if k in c else "–"
+    lines = ["| system | metric | paper's ordering here | modulations < best optimisation-based "
+             "(ours / paper) | optimisation-based < Scratch (ours / paper) | best (ours / paper) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for system, per_metric in per_system.items():
+        for metric, v in per_metric.items():
+            a, b = v["ours"], v["paper"]
+            lines.append(f"| {system} | {metric} | {'holds' if v['holds'] else 'does not hold'} | "
+                         f"{count(a, 'mod')} / {count(b, 'mod')} | {count(a, 'opt')} / "
+                         f"{count(b, 'opt')} | {a['best']} / {b.get('best', '–')} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

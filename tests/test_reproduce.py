@@ -6,7 +6,7 @@ import json
 import pytest
 
 from experiments import reproduce
-from experiments.verdict import verdict_lines
+from experiments.verdict import verdict_lines, verdict_table, verdicts
 
 
 def test_jobs_cover_every_paper_table():
@@ -41,6 +41,12 @@ def test_verdict_counts_the_papers_orderings_in_ours_and_theirs():
     # SSIM: higher is better.
     (line,) = verdict_lines("pendulum", _summary(reversed_, "ssim"))
     assert "ordering holds here" in line
+    # The table form: the same counts, a row per (system, metric).
+    table = verdict_table({"pendulum": verdicts("pendulum", _summary(ordered)),
+                           "dno": verdicts("dno", _summary(reversed_))})  # fmt: skip
+    assert "| pendulum | trajectory_error | holds | 4/4 / 4/4 | 3/3 / 2/3 | ro / mr |" in table
+    assert "| dno | trajectory_error | does not hold | 0/4 / " in table
+    assert len(table.splitlines()) == 4
 
 
 def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
@@ -68,7 +74,7 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     summary = (out / "summary.md").read_text()
     assert tables.startswith("# Our numbers beside the paper's\n\n" + summary)
     assert "At a glance: trajectory_error of the main tables (ours / paper)" in summary
-    assert "| ro | " in summary and "- pendulum\n    - **trajectory_error**: " in summary
+    assert "| ro | " in summary and "| pendulum | trajectory_error | does not hold | " in summary
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["methods"]) == {"scratch", "ro"}
     assert results["methods"]["ro"]["seeds"] == [0]
