@@ -257,27 +257,31 @@ def _records(config: RunConfig, method: str) -> dict:
     return out
 
 
-def glance(mains: dict, metric: str = "trajectory_error") -> str:
-    """One table, methods × systems, of ``metric`` from the main jobs (``mains``: system ->
-    (results.json's ``methods``, its config)): ours (mean ± std), with the paper's beside it
-    where the paper reports the metric. Methods without the metric are left out."""
+def glance(mains: dict, metric="trajectory_error", *, title="the main tables", paper=None) -> str:
+    """One table, methods × columns, of ``metric`` (``mains``: column label, a system for the
+    main jobs -> (results.json's ``methods``, its config)): ours (mean ± std), with the
+    paper's beside it where the paper reports the metric (`paper_value` with the keywords
+    ``paper[label]``, else the run's own `run.paper_settings`). Methods without the metric are
+    left out."""
     methods = [m for m in dict.fromkeys(m for summary, _ in mains.values() for m in summary)
                if any(metric in summary.get(m, {}) or "diverged" in summary.get(m, {})
                       for summary, _ in mains.values())]  # fmt: skip
-    ref = {(system, m): paper_value(system, m, metric, **run.paper_settings(config))
-           for system, (_, config) in mains.items() for m in methods}  # fmt: skip
+    settings = {label: (paper or {}).get(label) or run.paper_settings(config)
+                for label, (_, config) in mains.items()}  # fmt: skip
+    ref = {(label, m): paper_value(config.system, m, metric, **settings[label])
+           for label, (_, config) in mains.items() for m in methods}  # fmt: skip
     papered = any(v is not None for v in ref.values())
-    lines = [f"## At a glance: {metric} of the main tables (ours{' / paper' * papered})\n",
+    lines = [f"## At a glance: {metric} of {title} (ours{' / paper' * papered})\n",
              "| method | " + " | ".join(mains) + " |", "|---|" + "---|" * len(mains)]  # fmt: skip
     for method in methods:
         cells = []
-        for system, (summary, _) in mains.items():
+        for label, (summary, _) in mains.items():
             s = summary.get(method, {})
             ours = ("diverged" if "diverged" in s else
                     f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" if metric in s else "–")  # fmt: skip
-            paper = ref[system, method]
+            value = ref[label, method]
             cells.append(
-                ours + (f" / {'–' if paper is None else f'{paper:.3f}'}" if papered else "")
+                ours + (f" / {'–' if value is None else f'{value:.3f}'}" if papered else "")
             )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -285,9 +289,10 @@ def glance(mains: dict, metric: str = "trajectory_error") -> str:
 
 def write_tables(selected, configs, path: Path) -> str:
     """``tables.md``: every job with any finished (method, seed), its verdict lines, and how
-    many seeds each method has."""
+    many seeds each method has; ``summary.md`` (`summary_text`) and, where a system has a
+    ``k<K>`` job, ``varying-k.md`` (`varying_k_text`) beside it, both also at its top."""
     parts = ["# Our numbers beside the paper's\n"]
-    mains = {}
+    mains, shots = {}, {}
     for job, config in zip(selected, configs):
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
@@ -305,9 +310,17 @@ def write_tables(selected, configs, path: Path) -> str:
         verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
         if job.name == "main":
             mains[config.system] = (summary, config)
+        if job.name == "main" or job.shots is not None:
+            k = job.shots or systems.SYSTEMS[job.system].default_num_trajectories
+            shots.setdefault(config.system, {})[k] = (summary, config)
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
+    shots = {system: by_k for system, by_k in shots.items() if len(by_k) > 1}
+    if shots:
+        varying = varying_k_text(shots)
+        (path.parent / "varying-k.md").write_text(varying)
+        parts.insert(1, varying)
     if mains:
         summary = summary_text(mains)
         (path.parent / "summary.md").write_text(summary)
@@ -324,6 +337,25 @@ def summary_text(mains: dict) -> str:
     table = verdict_table({system: verdicts(system, summary, **run.paper_settings(config))
                            for system, (summary, config) in mains.items()})  # fmt: skip
     return "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table
+
+
+def varying_k_text(shots: dict, metric: str = "trajectory_error") -> str:
+    """``varying-k.md``: Tables 4-8 side by side (``shots``: system -> K -> (results.json's
+    ``methods``, its config); the main job is the system's default K): ``metric``, ours
+    beside the paper's at the same K, and the verdict on it of every (system, K). Each job's
+    full table (every metric, every verdict) is in ``tables.md``."""
+    columns, paper = {}, {}
+    for system, by_k in shots.items():
+        for k in sorted(by_k):
+            label = f"{system} K={k}"
+            columns[label] = by_k[k]
+            paper[label] = {**run.paper_settings(by_k[k][1]), "k": k}
+    text = glance(columns, metric, title="the varying-K tables 4-8", paper=paper)
+    table = verdict_table({
+        label: {metric: verdicts(config.system, summary, **paper[label])[metric]}
+        for label, (summary, config) in columns.items()
+    })  # fmt: skip
+    return f"{text}\n## Verdicts of the varying-K tables ({metric})\n\n{table}"
 
 
 if __name__ == "__main__":

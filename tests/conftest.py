@@ -1,9 +1,36 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import jax
 import pytest
 
 # Catch silent broadcasting and dtype promotion bugs in library code.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def _share_compilations() -> None:
+    """One XLA compilation cache for the test session: both xdist workers and the
+    subprocesses tests start (they inherit the environment) reuse each other's compiled
+    programs; many tests compile the same learner, data and scoring programs at the same tiny
+    sizes. A fresh directory each session (made by the first process, removed when it exits),
+    so a run never reuses another run's compilations and its duration is what CI measures."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        path = tempfile.mkdtemp(prefix="jaxmeta-tests-xla-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))  # fmt: skip
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                      int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))  # fmt: skip
+
+
+_share_compilations()
 
 
 @pytest.fixture

@@ -145,7 +145,10 @@ def test_argument_errors():
 
 @pytest.mark.parametrize(
     "ics, data",
-    [("pulse", "trained on t in [0, 10], 100"), ("bumps", "trained on t in [0, 1], 50")],
+    [  # the pulse data (100 trajectories) are tested in the default run by the data test above
+        pytest.param("pulse", "trained on t in [0, 10], 100", marks=pytest.mark.slow),
+        ("bumps", "trained on t in [0, 1], 50"),
+    ],
 )
 def test_cli_heat_end_to_end(tmp_path, ics, data):
     out = tmp_path / "heat"

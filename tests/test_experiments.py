@@ -11,31 +11,38 @@ from experiments import run
 from jaxmeta import systems
 
 
-def test_cli_runs_every_method_end_to_end_and_resumes(tmp_path, capsys):
+# One method of each kind (no meta-training, optimisation-based, auto-decoding) in the default
+# run; every method in the slow one (each method's training, 2 epochs, costs ~20 s of compiling
+# on 2 cores; every learner's own contract is tested on every method in test_meta).
+@pytest.mark.parametrize("methods", [
+    ("scratch", "maml", "mr"),  # MR: the k-shot figure is of MR
+    pytest.param(tuple(run.METHODS), marks=pytest.mark.slow, id="every-method"),
+])  # fmt: skip
+def test_cli_runs_end_to_end_and_resumes(tmp_path, methods):
     out = tmp_path / "pend"
     argv = ["--system", "pendulum", "--epochs", "2", "--val-every", "1", "--shots", "2",
-            "--out", str(out), "--no-progress"]  # fmt: skip
+            "--methods", ",".join(methods), "--out", str(out), "--no-progress"]  # fmt: skip
     assert run.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["methods"]) == set(run.METHODS)
+    assert set(results["methods"]) == set(methods)
     for method, metrics in results["methods"].items():
         for name in ("trajectory_error", "field_error", "ssim", "energy_drift"):
             assert math.isfinite(metrics[name]["mean"]), (method, name)
     for name in ("table.md", "fields.png", "trajectories.png", "validation.png", "kshot_mr.png"):
         assert (out / name).stat().st_size > 0
-    assert "| ro |" in (out / "table.md").read_text()
+    assert "| mr |" in (out / "table.md").read_text()
     # Started again with the same --out, every (method, seed) is already done: nothing retrains.
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/metrics.json")}
     assert run.main(argv) == 0
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/metrics.json")}
     # Scored again (metrics.json deleted): the finished checkpoint is loaded, not retrained,
     # and the recorded training time is the original one, not the load time.
-    ro = out / "ro" / "seed0"
-    first = json.loads((ro / "metrics.json").read_text())
-    assert first["train_seconds"] == json.loads((ro / "train_seconds.json").read_text()) > 0
-    (ro / "metrics.json").unlink()
+    mr = out / "mr" / "seed0"
+    first = json.loads((mr / "metrics.json").read_text())
+    assert first["train_seconds"] == json.loads((mr / "train_seconds.json").read_text()) > 0
+    (mr / "metrics.json").unlink()
     assert run.main(argv) == 0
-    again = json.loads((ro / "metrics.json").read_text())
+    again = json.loads((mr / "metrics.json").read_text())
     assert again["train_seconds"] == first["train_seconds"]
     assert again["trajectory_error"] == pytest.approx(first["trajectory_error"], rel=1e-5)
 

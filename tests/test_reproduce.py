@@ -132,3 +132,26 @@ def test_glance_puts_every_main_table_side_by_side():
              "dno": ({"scratch": cell(0.5), "ro": r2(0.5)}, RunConfig(system="dno"))}  # fmt: skip
     text = reproduce.glance(mains, "mu_r2")
     assert "| ro | 0.900 ± 0.000 | 0.500 ± 0.000 |" in text and "scratch" not in text
+
+
+def test_varying_k_puts_each_k_beside_the_paper_at_that_k():
+    from experiments.config import RunConfig
+    from experiments.paper import paper_value
+
+    cell = lambda m: {name: {"mean": m, "std": 0.0, "per_seed": [m]}
+                      for name in ("trajectory_error", "field_error", "ssim")}  # fmt: skip
+    main = RunConfig(system="pendulum")  # the default K = 10: the main job
+    k20 = RunConfig(system="pendulum", shots=20)
+    shots = {"pendulum": {20: ({"scratch": cell(0.7), "ro": cell(0.1)}, k20),
+                          10: ({"scratch": cell(0.8), "ro": cell(0.2)}, main)}}  # fmt: skip
+    text = reproduce.varying_k_text(shots)
+    assert "| method | pendulum K=10 | pendulum K=20 |" in text  # K ascending
+    for k, ours in ((10, 0.2), (20, 0.1)):
+        paper = paper_value("pendulum", "ro", "trajectory_error", k=k)
+        assert f" {ours:.3f} ± 0.000 / {paper:.3f} " in text
+    # Table 5's K = 10 column, not Table 1's, is the main job's reference here.
+    assert paper_value("pendulum", "ro", "trajectory_error", k=10) != paper_value(
+        "pendulum", "ro", "trajectory_error")  # fmt: skip
+    assert "## Verdicts of the varying-K tables (trajectory_error)" in text
+    assert text.count("| pendulum K=20 | trajectory_error |") == 1
+    assert "field_error" not in text  # one metric: each job's full table is in tables.md
