@@ -11,6 +11,8 @@ MINUTES`` a unit starts only if its estimated time (the longest finished unit of
 method, else of any method, times its seeds) still fits, keeping ``RESERVE`` seconds to write
 the tables; where all pending seeds do not fit, one seed runs alone; then it stops cleanly,
 and the same command again continues where it stopped (finishing at least one unit a call).
+``--tables-only`` trains nothing: it writes the tables of whatever the selected jobs have
+finished (a job with nothing finished is left out).
 
 Finished work is reused only by the configuration that made it (`experiments.provenance`):
 a (job, method, seed) made with, say, other ``--epochs`` is refused, naming what differs, and
@@ -132,6 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--out", default=None, help="output directory (default runs/reproduce-<preset>-<regime>)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--tables-only", action="store_true",
+                   help="train nothing: write the tables from the selected jobs' finished work")  # fmt: skip
     p.add_argument("--restart", action="store_true",
                    help="discard stored work made with another configuration (or a corrupt "
                         "checkpoint) and redo it (default: refuse, naming what differs)")  # fmt: skip
@@ -178,7 +182,7 @@ def _reproduce(args) -> int:
         for method in job.methods:
             provenance.check(config, method)
     stopped, ran, diverged = None, 0, False
-    for job, config in zip(selected, configs):
+    for job, config in [] if args.tables_only else zip(selected, configs):
         pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
                    for m in job.methods}  # fmt: skip
         if not any(pending.values()):

@@ -194,8 +194,8 @@ SET_UP = (
 def test_short_readme():
     text = SHORT_README.read_text()
     # Issue 18 puts the tables to read against the paper in README (the main tables of every
-    # system, the Scratch calibration, the two analyses); the rest lives in docs/.
-    assert len(text.splitlines()) <= 320
+    # system, varying K, the Scratch calibration, the two analyses); the rest lives in docs/.
+    assert len(text.splitlines()) <= 360
     for command in SET_UP:
         assert command in text
     assert len(_PYTHON.findall(text)) >= 2  # what tests/test_readme.py asks of README

@@ -65,6 +65,11 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
         and "| ro |" not in tables
         and "Seeds finished: scratch 1, ro 0" in tables
     )
+    # --tables-only, without a budget: the tables of what is finished, nothing trained.
+    tables_only = [a for a in argv if a not in ("--time-budget", "0.001")] + ["--tables-only"]
+    assert reproduce.main(tables_only) == 0
+    assert not (run_dir / "ro" / "seed0" / "metrics.json").exists()
+    assert (out / "tables.md").read_text() == tables
     first = (run_dir / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns
     assert reproduce.main(argv) == 0  # continues with ro; scratch untouched; nothing left
     assert (run_dir / "scratch" / "seed0" / "metrics.json").stat().st_mtime_ns == first
