@@ -170,6 +170,9 @@ def test_cli_heat_end_to_end(tmp_path, ics, data):
     assert (out / "heat_rollouts.png").exists() and (out / "heat_invariant.png").exists()
 
 
+# Slow (~30 s): the projection onto an invariant is tested in the default run by
+# tests/test_conservation.py (orthogonality, invariant kept along a projected rollout).
+@pytest.mark.slow
 def test_cli_oracle_projects_onto_the_exact_invariant(tmp_path):
     # `--invariant true` skips stage 1 and projects onto the exact law: the rollout keeps it
     # to RK4 tolerance whatever the (barely trained) field, and the reported correlation of

@@ -323,6 +323,9 @@ def test_bad_input(dataset):
         meta.fit("maml", make_model, dataset, epochs=1, key=jax.random.key(0))
 
 
+# Slow (~45 s): the default run checks the same claim end to end through experiments.run in
+# tests/test_adapt.py::test_adapt_npz_and_csv_agree_and_beat_scratch.
+@pytest.mark.slow
 def test_auto_decoding_beats_scratch_on_held_out_pendulums():
     """End to end: RO and MR adapt held-out functions better than per-function training."""
     ds = data.generate_dataset(
