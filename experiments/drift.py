@@ -5,7 +5,7 @@
 
 An HNN's field conserves its own energy exactly in continuous time, for any weights, and a
 GNN's conserves its energy exactly too; the ``max_energy_drift`` of a results table is
-measured along *numerical* rollouts of the adapted model (`experiments.evaluate.own_rollouts`:
+measured along *numerical* rollouts of the adapted model (`experiments.evaluate.own_energies`:
 ``ENERGY_SUBSTEPS`` steps per save interval). This command rescores the adapted models of a
 finished run (``adapted.eqx`` of ``--seed``, nothing is retrained) along rollouts with each
 of ``--substeps`` steps per save interval. A drift that falls with the step as the solver's
@@ -24,15 +24,12 @@ import sys
 from pathlib import Path
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmeta import metrics
-
 from . import run, runs
 from ._cli import parse_seeds
-from .evaluate import ENERGY_SUBSTEPS, own_rollouts
+from .evaluate import ENERGY_SUBSTEPS, own_energies
 from .registry import METHODS
 
 
@@ -51,13 +48,7 @@ def drift_table(run_dir, methods, seed: int, substeps: tuple[int, ...]) -> dict:
         models = eqx.tree_deserialise_leaves(path, like)
         rows[name] = {}
         for n in substeps:
-            paths = own_rollouts(system, models, x0, test.ts, substeps=n)
-            energies = eqx.filter_vmap(lambda m, ps: jax.vmap(jax.vmap(m.energy))(ps))(
-                models, paths
-            )
-            rel = eqx.filter_vmap(
-                lambda m, ps: jax.vmap(lambda p: metrics.energy_drift(m.energy, p))(ps)
-            )(models, paths)
+            _, energies, rel = own_energies(system, models, x0, test.ts, substeps=n)
             absolute = jnp.max(jnp.abs(energies - energies[..., :1]), axis=-1)
             rel, absolute, e0 = map(np.asarray, (rel, absolute, energies[..., 0]))
             worst = np.unravel_index(np.argmax(rel), rel.shape)

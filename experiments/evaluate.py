@@ -1,4 +1,4 @@
-"""Score adapted models on a test split: every metric of spec §5 in one compiled call."""
+"""Score adapted models on a test split: every metric of spec §5, in two compiled calls."""
 
 import equinox as eqx
 import jax
@@ -49,6 +49,21 @@ def paper_scores(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
 
 
 @eqx.filter_jit
+def own_energies(system: AbstractSystem, models, x0, ts, substeps: int = ENERGY_SUBSTEPS):
+    """Each model's `own_rollouts` from ``x0`` (F, Q, dim) and its own energy along them, in
+    one compiled program. Returns ``(paths, energies, drift)``: (F, Q, T, dim), (F, Q, T) and
+    the relative drift `jaxmeta.metrics.energy_drift` of each path (F, Q). `evaluate` and
+    ``experiments.drift`` both score the drift here, so at ``ENERGY_SUBSTEPS`` a rescoring
+    is the run's own number to the bit, not a second float32 program's."""
+    paths = own_rollouts(system, models, x0, ts, substeps=substeps)
+    per_path = lambda f: eqx.filter_vmap(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(
+        models, paths
+    )
+    energies = per_path(lambda m, p: jax.vmap(m.energy)(p))
+    drift = per_path(lambda m, p: metrics.energy_drift(m.energy, p))
+    return paths, energies, drift
+
+
 def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     """Per-function (and per-trajectory) metrics of a batch of adapted models.
 
@@ -59,19 +74,23 @@ def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
     the model's rollout from each novel initial state (beyond the paper); ``field_error`` and
     ``ssim`` (F,) where a mesh exists (SSIM for 2-D systems); ``energy_drift`` (F, Q) of the
     learned model along its own rollouts (symplectic implicit midpoint for Hamiltonian models, RK4
-    for GENERIC ones, ``ENERGY_SUBSTEPS`` steps per save interval); for GENERIC models
-    ``min_entropy_rate`` and ``max_degeneracy`` (F,).
+    for GENERIC ones, ``ENERGY_SUBSTEPS`` steps per save interval; `own_energies`); for GENERIC
+    models ``min_entropy_rate`` and ``max_degeneracy`` (F,). Two compiled programs: the
+    rollouts with their energies, then everything else.
     """
-    ts = test.ts
+    paths, _, drift = own_energies(system, models, test.query_xs[:, :, 0], test.ts)
+    return {**_scores(system, models, test, mesh, paths), "energy_drift": drift}
+
+
+@eqx.filter_jit
+def _scores(system: AbstractSystem, models, test: TaskSet, mesh, paths) -> dict:
     vm = eqx.filter_vmap
     out = paper_scores(system, models, test, mesh)
-    out["rollout_error"] = vm(lambda m, xs: metrics.rollout_errors(m, xs, ts))(
+    out["rollout_error"] = vm(lambda m, xs: metrics.rollout_errors(m, xs, test.ts))(
         models, test.query_xs
     )
-    paths = own_rollouts(system, models, test.query_xs[:, :, 0], ts)
-    per_path = lambda f: vm(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(models, paths)
-    out["energy_drift"] = per_path(lambda m, p: metrics.energy_drift(m.energy, p))
     if not isinstance(system, AbstractHamiltonianSystem):
+        per_path = lambda f: vm(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(models, paths)
         out["min_entropy_rate"] = jnp.min(
             per_path(lambda m, p: metrics.entropy_production(m, p)), axis=(1, 2)
         )
