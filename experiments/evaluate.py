@@ -56,12 +56,15 @@ def own_energies(system: AbstractSystem, models, x0, ts, substeps: int = ENERGY_
     ``experiments.drift`` both score the drift here, so at ``ENERGY_SUBSTEPS`` a rescoring
     is the run's own number to the bit, not a second float32 program's."""
     paths = own_rollouts(system, models, x0, ts, substeps=substeps)
-    per_path = lambda f: eqx.filter_vmap(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(
-        models, paths
-    )
-    energies = per_path(lambda m, p: jax.vmap(m.energy)(p))
-    drift = per_path(lambda m, p: metrics.energy_drift(m.energy, p))
+    energies = _per_path(lambda m, p: jax.vmap(m.energy)(p), models, paths)
+    drift = _per_path(lambda m, p: metrics.energy_drift(m.energy, p), models, paths)
     return paths, energies, drift
+
+
+def _per_path(f, models, paths):
+    """``f(model, path)`` for every function's model (leading axis F) and each of its paths
+    (F, Q, T, dim): results stacked (F, Q, ...)."""
+    return eqx.filter_vmap(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(models, paths)
 
 
 def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
@@ -90,10 +93,10 @@ def _scores(system: AbstractSystem, models, test: TaskSet, mesh, paths) -> dict:
         models, test.query_xs
     )
     if not isinstance(system, AbstractHamiltonianSystem):
-        per_path = lambda f: vm(lambda m, ps: jax.vmap(lambda p: f(m, p))(ps))(models, paths)
-        out["min_entropy_rate"] = jnp.min(
-            per_path(lambda m, p: metrics.entropy_production(m, p)), axis=(1, 2)
+        rates = _per_path(metrics.entropy_production, models, paths)
+        out["min_entropy_rate"] = jnp.min(rates, axis=(1, 2))
+        res = _per_path(
+            lambda m, p: jnp.maximum(*metrics.degeneracy_residuals(m, p)), models, paths
         )
-        res = per_path(lambda m, p: jnp.maximum(*metrics.degeneracy_residuals(m, p)))
         out["max_degeneracy"] = jnp.max(res, axis=(1, 2))
     return out
