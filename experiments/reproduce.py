@@ -12,7 +12,8 @@ method, else of any method, times its seeds) still fits, keeping ``RESERVE`` sec
 the tables; where all pending seeds do not fit, one seed runs alone; then it stops cleanly,
 and the same command again continues where it stopped (finishing at least one unit a call).
 ``--tables-only`` trains nothing: it writes the tables of whatever the selected jobs have
-finished (a job with nothing finished is left out).
+finished (a job with nothing finished is left out; one with a (method, seed) still to run
+gets its numbers but no verdict).
 
 Finished work is reused only by the configuration that made it (`experiments.provenance`):
 a (job, method, seed) made with, say, other ``--epochs`` is refused, naming what differs, and
@@ -294,9 +295,11 @@ def glance(mains: dict, metric="trajectory_error", *, title="the main tables", p
 def write_tables(selected, configs, path: Path) -> str:
     """``tables.md``: every job with any finished (method, seed), its verdict lines, and how
     many seeds each method has; ``summary.md`` (`summary_text`) and, where a system has a
-    ``k<K>`` job, ``varying-k.md`` (`varying_k_text`) beside it, both also at its top."""
+    ``k<K>`` job, ``varying-k.md`` (`varying_k_text`) beside it, both also at its top. A job
+    with a (method, seed) still to run gets no verdict: an ordering over some of the methods
+    would read as one over all."""
     parts = ["# Our numbers beside the paper's\n"]
-    mains, shots = {}, {}
+    mains, shots, partial = {}, {}, []
     for job, config in zip(selected, configs):
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
@@ -311,7 +314,15 @@ def write_tables(selected, configs, path: Path) -> str:
         counts = ", ".join(f"{m} {len(r) if isinstance(r, dict) else 'diverged'}"
                            for m, r in done.items())  # fmt: skip
         summary = json.loads((config.out / "results.json").read_text())["methods"]
-        verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
+        left = sum(len(config.seeds) - len(r) for r in done.values() if isinstance(r, dict))
+        if left:
+            units = len(job.methods) * len(config.seeds)
+            verdicts = [f"Verdict withheld: {units - left} of {units} (method, seed) units "
+                        "finished; the same command continues the job."]  # fmt: skip
+            if job.name == "main":
+                partial.append(config.system)
+        else:
+            verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
         if job.name == "main":
             mains[config.system] = (summary, config)
         if job.name == "main" or job.shots is not None:
@@ -326,7 +337,7 @@ def write_tables(selected, configs, path: Path) -> str:
         (path.parent / "varying-k.md").write_text(varying)
         parts.insert(1, varying)
     if mains:
-        summary = summary_text(mains)
+        summary = summary_text(mains, partial)
         (path.parent / "summary.md").write_text(summary)
         parts.insert(1, summary)
     text = "\n".join(parts)
@@ -334,13 +345,16 @@ def write_tables(selected, configs, path: Path) -> str:
     return text
 
 
-def summary_text(mains: dict) -> str:
+def summary_text(mains: dict, partial=()) -> str:
     """``summary.md``: the main tables side by side (trajectory and field error, ours beside
-    the paper's; the R² of the latent -> mu map) and one table of every system's verdicts."""
+    the paper's; the R² of the latent -> mu map) and one table of the verdicts of every system
+    not in ``partial`` (those with a main-job (method, seed) still to run)."""
     parts = [glance(mains, m) for m in ("trajectory_error", "field_error", "mu_r2")]
     table = verdict_table({system: verdicts(system, summary, **run.paper_settings(config))
-                           for system, (summary, config) in mains.items()})  # fmt: skip
-    return "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table
+                           for system, (summary, config) in mains.items()
+                           if system not in partial})  # fmt: skip
+    withheld = "".join(f"\nNo verdict for {s}: its main job is partial.\n" for s in partial)
+    return "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table + withheld
 
 
 def varying_k_text(shots: dict, metric: str = "trajectory_error") -> str:

@@ -65,6 +65,12 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
         and "| ro |" not in tables
         and "Seeds finished: scratch 1, ro 0" in tables
     )
+    # A partial job gets no verdict, in tables.md nor in summary.md's verdict table.
+    assert "Verdict withheld: 1 of 2 (method, seed) units finished" in tables
+    assert "the paper's ordering" not in tables
+    summary = (out / "summary.md").read_text()
+    assert "No verdict for pendulum: its main job is partial." in summary
+    assert "| pendulum | trajectory_error |" not in summary
     # --tables-only, without a budget: the tables of what is finished, nothing trained.
     tables_only = [a for a in argv if a not in ("--time-budget", "0.001")] + ["--tables-only"]
     assert reproduce.main(tables_only) == 0
@@ -76,7 +82,9 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     assert "time budget reached" not in capsys.readouterr().out
     tables = (out / "tables.md").read_text()
     assert "| ro |" in tables and "Seeds finished: scratch 1, ro 1" in tables
+    assert "Verdict withheld" not in tables and "the paper's ordering" in tables
     summary = (out / "summary.md").read_text()
+    assert "No verdict" not in summary
     assert tables.startswith("# Our numbers beside the paper's\n\n" + summary)
     assert "At a glance: trajectory_error of the main tables (ours / paper)" in summary
     assert "| ro | " in summary and "| pendulum | trajectory_error | does not hold | " in summary
