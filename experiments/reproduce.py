@@ -299,7 +299,7 @@ def write_tables(selected, configs, path: Path) -> str:
     with a (method, seed) still to run gets no verdict: an ordering over some of the methods
     would read as one over all."""
     parts = ["# Our numbers beside the paper's\n"]
-    mains, shots, partial = {}, {}, []
+    mains, shots, partial = {}, {}, []  # partial: the column labels of unfinished jobs
     for job, config in zip(selected, configs):
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
@@ -319,21 +319,24 @@ def write_tables(selected, configs, path: Path) -> str:
             units = len(job.methods) * len(config.seeds)
             verdicts = [f"Verdict withheld: {units - left} of {units} (method, seed) units "
                         "finished; the same command continues the job."]  # fmt: skip
-            if job.name == "main":
-                partial.append(config.system)
         else:
             verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
+        labels = []  # the columns this job fills in summary.md and varying-k.md
         if job.name == "main":
             mains[config.system] = (summary, config)
+            labels.append(config.system)
         if job.name == "main" or job.shots is not None:
             k = job.shots or systems.SYSTEMS[job.system].default_num_trajectories
             shots.setdefault(config.system, {})[k] = (summary, config)
+            labels.append(f"{config.system} K={k}")
+        if left:
+            partial += labels
         parts.append(f"## {job.title}\n\n{table}\nSeeds finished: {counts}.\n\n"
                      + "".join(f"- {v}\n" for v in verdicts))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     shots = {system: by_k for system, by_k in shots.items() if len(by_k) > 1}
     if shots:
-        varying = varying_k_text(shots)
+        varying = varying_k_text(shots, partial=partial)
         (path.parent / "varying-k.md").write_text(varying)
         parts.insert(1, varying)
     if mains:
@@ -345,6 +348,11 @@ def write_tables(selected, configs, path: Path) -> str:
     return text
 
 
+def _withheld(labels, partial) -> str:
+    """The lines that say which of the columns ``labels`` get no verdict (``partial``)."""
+    return "".join(f"\nNo verdict for {x}: its job is partial.\n" for x in labels if x in partial)
+
+
 def summary_text(mains: dict, partial=()) -> str:
     """``summary.md``: the main tables side by side (trajectory and field error, ours beside
     the paper's; the R² of the latent -> mu map) and one table of the verdicts of every system
@@ -353,15 +361,18 @@ def summary_text(mains: dict, partial=()) -> str:
     table = verdict_table({system: verdicts(system, summary, **run.paper_settings(config))
                            for system, (summary, config) in mains.items()
                            if system not in partial})  # fmt: skip
-    withheld = "".join(f"\nNo verdict for {s}: its main job is partial.\n" for s in partial)
-    return "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table + withheld
+    return (
+        "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table
+        + _withheld(mains, partial)
+    )  # fmt: skip
 
 
-def varying_k_text(shots: dict, metric: str = "trajectory_error") -> str:
+def varying_k_text(shots: dict, metric: str = "trajectory_error", partial=()) -> str:
     """``varying-k.md``: Tables 4-8 side by side (``shots``: system -> K -> (results.json's
     ``methods``, its config); the main job is the system's default K): ``metric``, ours
-    beside the paper's at the same K, and the verdict on it of every (system, K). Each job's
-    full table (every metric, every verdict) is in ``tables.md``."""
+    beside the paper's at the same K, and the verdict on it of every (system, K) whose label
+    ``"<system> K=<K>"`` is not in ``partial``. Each job's full table (every metric, every
+    verdict) is in ``tables.md``."""
     columns, paper = {}, {}
     for system, by_k in shots.items():
         for k in sorted(by_k):
@@ -371,9 +382,10 @@ def varying_k_text(shots: dict, metric: str = "trajectory_error") -> str:
     text = glance(columns, metric, title="the varying-K tables 4-8", paper=paper)
     table = verdict_table({
         label: {metric: verdicts(config.system, summary, **paper[label])[metric]}
-        for label, (summary, config) in columns.items()
+        for label, (summary, config) in columns.items() if label not in partial
     })  # fmt: skip
-    return f"{text}\n## Verdicts of the varying-K tables ({metric})\n\n{table}"
+    verdict_title = f"## Verdicts of the varying-K tables ({metric})"
+    return f"{text}\n{verdict_title}\n\n{table}" + _withheld(columns, partial)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     assert "Verdict withheld: 1 of 2 (method, seed) units finished" in tables
     assert "the paper's ordering" not in tables
     summary = (out / "summary.md").read_text()
-    assert "No verdict for pendulum: its main job is partial." in summary
+    assert "No verdict for pendulum: its job is partial." in summary
     assert "| pendulum | trajectory_error |" not in summary
     # --tables-only, without a budget: the tables of what is finished, nothing trained.
     tables_only = [a for a in argv if a not in ("--time-budget", "0.001")] + ["--tables-only"]
@@ -168,3 +168,8 @@ def test_varying_k_puts_each_k_beside_the_paper_at_that_k():
     assert "## Verdicts of the varying-K tables (trajectory_error)" in text
     assert text.count("| pendulum K=20 | trajectory_error |") == 1
     assert "field_error" not in text  # one metric: each job's full table is in tables.md
+    # A K whose job is partial keeps its numbers but gets no verdict.
+    text = reproduce.varying_k_text(shots, partial=["pendulum K=20"])
+    assert " 0.100 ± 0.000 / " in text and "| pendulum K=20 | trajectory_error |" not in text
+    assert text.count("| pendulum K=10 | trajectory_error |") == 1
+    assert "No verdict for pendulum K=20: its job is partial." in text
