@@ -9,10 +9,13 @@ The task regime (``--regime``, `experiments.regimes`; default ``paper-like``, ca
 Scratch by ``experiments.calibrate``) sets the system's ranges; ``--set`` overrides on top.
 
 Writes, under ``--out``: ``results.json`` (config, data digest, versions, device, per-method
-mean ± std of every metric), ``table.md`` (our numbers beside the paper's), figures, and
+mean ± std of every metric, and under ``figures`` the (method, seed) its figures show),
+``table.md`` (our numbers beside the paper's), figures, and
 per-(method, seed) checkpoints, metrics and adapted models, so that the same command started
 again resumes where it stopped (it says so: "resuming ro seed 0 from epoch 100"). Figures are
-drawn from the files on disk, so a resumed run draws every method.
+drawn from the files on disk, so a resumed run draws every method; where those trained
+states are missing (a clone of results: they are not committed), the figures are kept as
+last drawn and a line says so.
 
 Stored work is reused only by the configuration that made it (`experiments.provenance`): a
 (method, seed) made with other flags or other data is refused, naming the fields that differ;
@@ -306,11 +309,23 @@ def write_table(system_name: str, summary: dict, path: Path, header: str, **pape
     return text
 
 
-def draw_figures(config: RunConfig, system, dataset, firsts: dict) -> None:
+def draw_figures(config: RunConfig, system, dataset, firsts: dict) -> bool:
     """Every figure, from the adapted models and trained states on disk (``firsts``: method ->
-    the seed to draw, its first finished one)."""
-    adapted = {}
+    the seed to draw, its first finished one). Trained states stay on the machine that made
+    them (``.gitignore``), so a clone holds the records but not the states: then no figure is
+    redrawn, the files there are kept (each names the methods it shows), and a line says so.
+    Returns whether the figures were drawn."""
     kshot = next((m for m in ("mr", "ro", "fw", "shift") if m in firsts), None)
+    needed = [_seed_dir(config, n, s) / "adapted.eqx" for n, s in firsts.items()]
+    if kshot is not None:
+        needed.append(_seed_dir(config, kshot, firsts[kshot]) / "best_state.eqx")
+    missing = [p for p in needed if not p.exists()]
+    if missing:
+        _say(f"figures in {config.out} not redrawn: {len(missing)} trained state(s) are not on "
+             f"disk, e.g. {missing[0]} (states stay where they were trained); the figures "
+             "there are kept as last drawn")  # fmt: skip
+        return False
+    adapted = {}
     for name, seed in firsts.items():
         state_like, models_like = _skeletons(config, system, dataset, name)
         path = _seed_dir(config, name, seed)
@@ -322,6 +337,7 @@ def draw_figures(config: RunConfig, system, dataset, firsts: dict) -> None:
     if adapted:
         plots.phase_portraits(system, dataset.test, adapted, config.out / "fields.png")
         plots.trajectories(system, dataset.test, adapted, config.out / "trajectories.png")
+    return True
 
 
 def check_out_regime(config: RunConfig) -> None:
@@ -424,8 +440,13 @@ def report(config: RunConfig, prep: Prepared, done: dict) -> str:
         "k": prep.dataset.train.num_trajectories,
         "methods": summary,
     }
-    (config.out / "results.json").write_text(json.dumps(results, indent=1))
-    draw_figures(config, prep.system, prep.dataset, firsts)
+    # "figures": the (method, seed) the figures on disk show; kept from the run that drew them
+    # where this one cannot redraw them (None: not known).
+    path = config.out / "results.json"
+    previous = json.loads(path.read_text()).get("figures") if path.exists() else None
+    drawn = draw_figures(config, prep.system, prep.dataset, firsts)
+    results["figures"] = firsts if drawn else previous
+    path.write_text(json.dumps(results, indent=1))
     plots.validation_curves(histories, config.out / "validation.png")
     return table
 

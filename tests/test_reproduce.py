@@ -91,6 +91,17 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["methods"]) == {"scratch", "ro"}
     assert results["methods"]["ro"]["seeds"] == [0]
+    assert results["figures"] == {"scratch": 0, "ro": 0}
+    # A clone holds the records but not the trained states (.gitignore): --tables-only still
+    # writes every table, keeps the figures as last drawn, and says why.
+    (run_dir / "ro" / "seed0" / "adapted.eqx").unlink()
+    drawn = (run_dir / "fields.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert reproduce.main(tables_only) == 0
+    assert f"figures in {run_dir} not redrawn: 1 trained state(s)" in capsys.readouterr().out
+    assert (run_dir / "fields.png").stat().st_mtime_ns == drawn
+    assert (out / "tables.md").read_text() == tables
+    assert json.loads((run_dir / "results.json").read_text()) == results
 
 
 def test_bad_flags_are_named(capsys):
