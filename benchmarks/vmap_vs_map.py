@@ -21,7 +21,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from _common import (
     compile_timed,
     environment,
@@ -44,7 +43,7 @@ def meta_step_lax_map(learner, state, xs, dxs):
     """`MAML.meta_step` (second order) with `lax.map` over the tasks instead of `vmap`."""
 
     def task_loss(params, x, y):
-        adapted, _ = learner._fine_tune(params, x, y, learner.inner_lr, learner.inner_steps)
+        adapted, _ = learner._fine_tune(params, x, y, learner.inner_steps)
         return field_mse(adapted, x, y)
 
     def outer(params):
@@ -52,7 +51,7 @@ def meta_step_lax_map(learner, state, xs, dxs):
 
     loss, grads = eqx.filter_value_and_grad(outer)(state.params)
     params, opt_state = optax_update(
-        optax.adam(learner.outer_lr), grads, state.opt_state, state.params
+        learner.outer_optimiser, grads, state.opt_state, state.params
     )
     return MetaState(params, opt_state, None, state.step + 1), loss
 

@@ -38,10 +38,29 @@ def _omitted(obj, field: dataclasses.Field) -> bool:
     return type(value) is type(field.default) and value == field.default
 
 
-def _describe(obj) -> str:
+def _closure(fn, seen: frozenset) -> str:
+    """The values a function closes over and its defaults, described (so that
+    ``optax.adam(1e-3)`` and ``optax.adam(1e-2)``, closures over their rates, differ)."""
+    values = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            values.append(None)
+    values += list(getattr(fn, "__defaults__", None) or ())
+    values += sorted((getattr(fn, "__kwdefaults__", None) or {}).items())
+    if not values:
+        return ""
+    return "[" + ", ".join(_describe(v, seen | {id(fn)}) for v in values) + "]"
+
+
+def _describe(obj, seen: frozenset = frozenset()) -> str:
     """A canonical text of ``obj`` built from its fields, independent of any pretty-printer."""
+    if id(obj) in seen:  # a function reaching itself through its closure
+        return "<recursive>"
+    describe = lambda x: _describe(x, seen)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # eqx.Modules included
-        fields = (f"{f.name}={_describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
+        fields = (f"{f.name}={describe(getattr(obj, f.name))}" for f in dataclasses.fields(obj)
                   if not _omitted(obj, f))  # fmt: skip
         return f"{type(obj).__qualname__}({', '.join(fields)})"
     if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
@@ -51,12 +70,14 @@ def _describe(obj) -> str:
     if hasattr(obj, "shape") and hasattr(obj, "dtype"):  # jax/numpy arrays, ShapeDtypeStructs
         return f"array[{obj.dtype}]{tuple(obj.shape)}"
     if isinstance(obj, list | tuple):
-        return f"{type(obj).__qualname__}[{', '.join(map(_describe, obj))}]"
+        return f"{type(obj).__qualname__}[{', '.join(map(describe, obj))}]"
     if isinstance(obj, dict):
-        items = sorted((_describe(k), _describe(v)) for k, v in obj.items())
+        items = sorted((describe(k), describe(v)) for k, v in obj.items())
         return "dict{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
-    if callable(obj) and hasattr(obj, "__qualname__"):  # functions, classes
-        return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if callable(obj) and hasattr(obj, "__qualname__"):  # functions, with what they close over
+        return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}{_closure(obj, seen)}"
     return f"{type(obj).__qualname__}:{obj!r}"
 
 
@@ -65,7 +86,10 @@ def fingerprint(obj) -> str:
 
     Dataclasses (``eqx.Module``s included) are described by their class's qualified name and
     every field (`dataclasses.fields`, static ones too), recursively; Python scalars and
-    strings by their `repr`; arrays by dtype and shape only. No pretty-printer is involved, so
+    strings by their `repr`; arrays by dtype and shape only; functions by their qualified
+    name and the values they close over (an `optax.GradientTransformation` is a pair of
+    closures over its hyper-parameters, so ``optax.adam(1e-3)`` and ``optax.adam(1e-2)``
+    differ). No pretty-printer is involved, so
     the digest is stable across Equinox versions: equal configurations give equal digests,
     and changing any hyper-parameter changes it. A field marked with `OMIT_DEFAULT` in its
     metadata is described only when it differs from its default.
@@ -145,11 +169,17 @@ def checkpoint_exists(stem: str | os.PathLike) -> bool:
     return Path(stem).with_suffix(".json").exists()
 
 
-def _differing(stored, expected) -> list[str]:
-    if not isinstance(stored, dict):
-        return sorted(expected)
-    keys = set(stored) | set(expected)
-    return sorted(k for k in keys if stored.get(k) != expected.get(k))
+def _differing(stored, expected, prefix: str = "") -> list[str]:
+    """The keys whose values differ, ``outer.inner`` inside nested dicts."""
+    if not isinstance(stored, dict) or not isinstance(expected, dict):
+        return [prefix.rstrip(".")] if prefix else sorted(expected)
+    out = []
+    for k in sorted(set(stored) | set(expected)):
+        a, b = stored.get(k), expected.get(k)
+        if a != b:
+            nested = isinstance(a, dict) and isinstance(b, dict)
+            out += _differing(a, b, f"{prefix}{k}.") if nested else [f"{prefix}{k}"]
+    return out
 
 
 def load_checkpoint(stem: str | os.PathLike, like: PyTree, *, config: dict) -> tuple[PyTree, dict]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments import analyses
@@ -91,17 +92,18 @@ def test_sgd_is_plain_gradient_descent_at_the_inner_rate(tmp_path):
     # One SGD step on the inner parameters is theta - lr * grad of the support loss.
     from jaxmeta import losses, meta, nn
 
-    learner = meta.MAML(adapt_steps=1, adapt_optimiser="sgd", tasks_per_step=2)
+    lr = 2e-3
+    learner = meta.MAML(adapt_steps=1, adapt_optimiser=optax.sgd(lr), tasks_per_step=2)
     params = nn.HNN(2, width=8, depth=1, key=jax.random.key(0))
     state = learner.init(lambda k: params, 4, key=jax.random.key(0))
     xs = jax.random.normal(jax.random.key(1), (1, 6, 2))
     dxs = jax.random.normal(jax.random.key(2), (1, 6, 2))
     adapted = learner.adapt(state, xs, dxs, key=jax.random.key(3))
     grads = eqx.filter_grad(lambda m: losses.field_mse(m, xs[0], dxs[0]))(params)
-    want = jax.tree.map(lambda p, g: p - learner.inner_lr * g, _arrays(params), _arrays(grads))
+    want = jax.tree.map(lambda p, g: p - lr * g, _arrays(params), _arrays(grads))
     for got, w in zip(_arrays(adapted.models), want):
         np.testing.assert_allclose(got[0], w, rtol=1e-6, atol=1e-7)
-    adam = dataclasses.replace(learner, adapt_optimiser="adam").adapt(
+    adam = dataclasses.replace(learner, adapt_optimiser=meta.MAML().adapt_optimiser).adapt(
         state, xs, dxs, key=jax.random.key(3)
     )
     assert any(not np.allclose(a, s) for a, s in zip(_arrays(adam.models), _arrays(adapted.models)))

@@ -201,6 +201,21 @@ def test_field_ssim_discriminates(points):
     )
 
 
+def test_a_reversed_field_scores_at_most_zero():
+    # The exactly reversed field (time run backwards) is as wrong as a field can be in
+    # direction: plain SSIM of signed images scored it +0.43 on this 50×50 pendulum mesh
+    # (two negative terms multiplied); a disagreement in either term must count against it.
+    system = Pendulum(g=9.81, mesh_bounds=((-4.0, 4.0), (-6.0, 6.0)), mesh_points=50)
+    mu = jnp.array([1.0, 1.0])
+    true = field_values(lambda x: system.vector_field(x, mu), system.mesh())
+    reversed_score = float(field_ssim(-true, true, (50, 50)))
+    assert reversed_score <= 0.0, reversed_score
+    assert reversed_score < -0.4  # about -1 wherever the field is not flat, +1 where flat
+    # A half-wrong field (one channel reversed) scores below a right one and not above 0.5.
+    half = true * jnp.array([[1.0, -1.0]])
+    assert float(field_ssim(half, true, (50, 50))) < 0.5
+
+
 def test_field_ssim_bad_inputs():
     system, mu, mesh = _spring_setup()
     true = field_values(lambda x: system.vector_field(x, mu), mesh)

@@ -8,12 +8,14 @@ import sys
 import equinox as eqx
 import jax
 import numpy as np
+import optax
 import pytest
 
 from jaxmeta import data, meta, modulation, nn, systems
 
 SMALL = dict(tasks_per_step=2, inner_steps=1, adapt_steps=5)
-LEARNER = meta.AutoDecoding(modulation.RankOne(), outer_lr=1e-2, latent_dim=4, **SMALL)
+LEARNER = meta.AutoDecoding(modulation.RankOne(), outer_optimiser=optax.adam(1e-2), latent_dim=4,
+                            **SMALL)  # fmt: skip
 make_model = lambda k: nn.HNN(2, width=8, depth=1, key=k)
 
 

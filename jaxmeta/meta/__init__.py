@@ -1,5 +1,6 @@
-"""Meta-learners (auto-decoding, MAML, ANIL, Reptile, Scratch), their one trainer, seeds as a
-batch axis and the task axis sharded over devices."""
+"""Meta-learners (auto-decoding, MAML, ANIL, Reptile, Scratch), their one trainer, test-time
+adaptation (the paper's fixed steps, or to convergence), seeds as a batch axis and the task
+axis sharded over devices."""
 
 from ._autodecoding import AutoDecoding as AutoDecoding
 from ._base import (
@@ -8,10 +9,15 @@ from ._base import (
     Adapted as Adapted,
     MetaState as MetaState,
 )
+from ._converged import (
+    Converged as Converged,
+    ConvergedAdapted as ConvergedAdapted,
+    adapt_converged as adapt_converged,
+)
 from ._identify import LatentMap as LatentMap, fit_latent_map as fit_latent_map
 from ._inner import optimise as optimise
 from ._maml import ANIL as ANIL, MAML as MAML
-from ._optimisation import last_layer_spec as last_layer_spec
+from ._optimisation import inner_adam as inner_adam, last_layer_spec as last_layer_spec
 from ._reptile import Reptile as Reptile
 from ._result import History as History, TrainResult as TrainResult
 from ._scratch import Scratch as Scratch

@@ -1,7 +1,5 @@
 """MAML (second or first order) and ANIL: the same outer step, different inner parameters."""
 
-from typing import Literal
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -9,8 +7,12 @@ import optax
 
 from ..losses import field_mse
 from ._base import MetaState
-from ._inner import adapt_optimiser_field, optax_update
-from ._optimisation import AbstractOptimisationBased, all_weights_spec, last_layer_spec
+from ._inner import optax_update
+from ._optimisation import AbstractOptimisationBased, all_weights_spec, inner_adam, last_layer_spec
+
+# The paper's optimisers (App. E-F): Adam everywhere, outer lr 1e-3, inner (and test-time) 2e-3.
+_OUTER = optax.adam(1e-3)
+_INNER = inner_adam(2e-3)
 
 
 class AbstractMAML(AbstractOptimisationBased):
@@ -25,7 +27,7 @@ class AbstractMAML(AbstractOptimisationBased):
         del idx
 
         def task_loss(params, x, y):
-            adapted, _ = self._fine_tune(params, x, y, self.inner_lr, self.inner_steps)
+            adapted, _ = self._fine_tune(params, x, y, self.inner_steps)
             if self.first_order:
                 shift = jax.tree.map(
                     lambda a, p: jax.lax.stop_gradient(a - p),
@@ -39,9 +41,7 @@ class AbstractMAML(AbstractOptimisationBased):
             return jnp.mean(jax.vmap(task_loss, (None, 0, 0))(params, xs, dxs))
 
         loss, grads = eqx.filter_value_and_grad(outer)(state.params)
-        params, opt_state = optax_update(
-            optax.adam(self.outer_lr), grads, state.opt_state, state.params
-        )
+        params, opt_state = optax_update(self.outer_optimiser, grads, state.opt_state, state.params)
         new = MetaState(params, opt_state, None, state.step + 1)
         return new, loss
 
@@ -49,19 +49,21 @@ class AbstractMAML(AbstractOptimisationBased):
 class MAML(AbstractMAML):
     """Model-agnostic meta-learning (Finn et al. 2017; paper App. E).
 
-    Inner loop: `inner_steps` Adam steps on all weights per task (paper: Adam everywhere,
-    inner lr 2e-3). Outer loss: the adapted model's loss on the same task's trajectories,
-    differentiated through the inner loop (second order), or with the inner loop's Jacobian
-    replaced by the identity (``first_order=True``).
+    Inner loop: `inner_steps` steps of `inner_optimiser` on all weights per task (paper: Adam
+    everywhere, inner lr 2e-3; here with ``eps_root=1e-12``, see `inner_adam`); outer:
+    `outer_optimiser` (Adam at 1e-3). Outer loss: the adapted model's loss on the same task's
+    trajectories, differentiated through the inner loop (second order), or with the inner
+    loop's Jacobian replaced by the identity (``first_order=True``). Test time:
+    `adapt_steps` steps of `adapt_optimiser` (the inner loop's Adam).
     """
 
-    outer_lr: float = 1e-3
-    inner_lr: float = 2e-3
+    outer_optimiser: optax.GradientTransformation = _OUTER
+    inner_optimiser: optax.GradientTransformation = _INNER
+    adapt_optimiser: optax.GradientTransformation = _INNER
     inner_steps: int = 3
     adapt_steps: int = 100
     tasks_per_step: int = 5
     first_order: bool = False
-    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def _inner_spec(self, params):
         return all_weights_spec(params)
@@ -70,15 +72,15 @@ class MAML(AbstractMAML):
 class ANIL(AbstractMAML):
     """Almost no inner loop (Raghu et al. 2020): MAML whose inner loop (training and test time)
     updates only the last linear layer of every MLP in the model; the outer loop updates all.
-    Same hyper-parameters and defaults as `MAML`."""
+    Same hyper-parameters, optimisers and defaults as `MAML`."""
 
-    outer_lr: float = 1e-3
-    inner_lr: float = 2e-3
+    outer_optimiser: optax.GradientTransformation = _OUTER
+    inner_optimiser: optax.GradientTransformation = _INNER
+    adapt_optimiser: optax.GradientTransformation = _INNER
     inner_steps: int = 3
     adapt_steps: int = 100
     tasks_per_step: int = 5
     first_order: bool = False
-    adapt_optimiser: Literal["adam", "sgd"] = adapt_optimiser_field()
 
     def _inner_spec(self, params):
         return last_layer_spec(params)

@@ -1,4 +1,4 @@
-"""Optimisation-based meta-learning: an inner loop of Adam steps on (some of) the model's
+"""Optimisation-based meta-learning: an inner loop of optimiser steps on (some of) the model's
 own weights, shared by MAML, ANIL and Reptile."""
 
 import abc
@@ -9,8 +9,8 @@ import optax
 from jaxtyping import PyTree
 
 from ..losses import field_mse
-from ._base import AbstractMetaTrained, Adapted, MetaState, zeros_step
-from ._inner import adapt_optimiser, check_adapt_optimiser, optimise
+from ._base import AbstractMetaTrained, MetaState, zeros_step
+from ._inner import optimise
 
 
 def _is_mlp(x) -> bool:
@@ -32,20 +32,23 @@ def all_weights_spec(model):
     return jax.tree.map(eqx.is_inexact_array, model)
 
 
+def inner_adam(learning_rate: float) -> optax.GradientTransformation:
+    """The inner-loop Adam of the optimisation-based methods: `optax.adam` with
+    ``eps_root=1e-12``, which keeps the second-order meta-gradient finite where a gradient is
+    exactly 0 (d sqrt(v)/dv is infinite at v = 0; e.g. the GNN's projected-away skew
+    entries)."""
+    return optax.adam(learning_rate, eps_root=1e-12)
+
+
 class AbstractOptimisationBased(AbstractMetaTrained):
     """A method whose meta-parameters are the model's own weights and whose inner loop is
-    Adam on the part of them that `_inner_spec` selects (the rest frozen).
+    `inner_optimiser` on the part of them that `_inner_spec` selects (the rest frozen).
 
-    `init`, `_fine_tune` and `adapt` are final; a method chooses `_inner_spec` (and, through
-    `AbstractMetaTrained`, its `meta_step`). Test-time adaptation takes `adapt_steps` steps of
-    the inner loop's Adam, or of plain SGD at the same `inner_lr` with
-    ``adapt_optimiser="sgd"`` (training's inner loop is Adam either way).
+    `init`, `_fine_tune` and the test-time hooks are final; a method chooses `_inner_spec`
+    (and, through `AbstractMetaTrained`, its `meta_step`). Test-time adaptation takes
+    `adapt_steps` steps of `adapt_optimiser` on the same parameters (the paper: the inner
+    loop's Adam).
     """
-
-    adapt_optimiser: eqx.AbstractVar[str]
-
-    def __check_init__(self):
-        check_adapt_optimiser(self.adapt_optimiser)
 
     @abc.abstractmethod
     def _inner_spec(self, params: PyTree) -> PyTree[bool]:
@@ -56,30 +59,31 @@ class AbstractOptimisationBased(AbstractMetaTrained):
         params = make_model(key)
         return MetaState(
             params=params,
-            opt_state=optax.adam(self.outer_lr).init(eqx.filter(params, eqx.is_inexact_array)),
+            opt_state=self.outer_optimiser.init(eqx.filter(params, eqx.is_inexact_array)),
             latents=None,
             step=zeros_step(),
         )
 
-    @staticmethod
-    def _adam(lr):
-        # eps_root keeps the second-order meta-gradient finite where a gradient is exactly 0
-        # (d sqrt(v)/dv is infinite at v = 0), e.g. the GNN's projected-away skew entries.
-        return optax.adam(lr, eps_root=1e-12)
-
-    def _fine_tune(self, params, xs, dxs, lr, steps, optimiser=None):
-        """``steps`` steps of ``optimiser`` (default: the inner loop's Adam at ``lr``) on the
-        inner parameters of one task, the others frozen."""
-        optimiser = self._adam(lr) if optimiser is None else optimiser
+    def _fine_tune(self, params, xs, dxs, steps):
+        """``steps`` steps of `inner_optimiser` on the inner parameters of one task, the
+        others frozen."""
         inner, frozen = eqx.partition(params, self._inner_spec(params))
         loss = lambda p: field_mse(eqx.combine(p, frozen), xs, dxs)
-        inner, losses = optimise(loss, inner, optimiser, steps)
+        inner, losses = optimise(loss, inner, self.inner_optimiser, steps)
         return eqx.combine(inner, frozen), losses
 
-    def adapt(self, state, xs, dxs, *, key):
+    def _test_start(self, state, *, key):
         del key
-        lr = self.inner_lr
-        optimiser = adapt_optimiser(self.adapt_optimiser, lr, self._adam(lr))
-        tune = lambda x, y: self._fine_tune(state.params, x, y, lr, self.adapt_steps, optimiser)
-        models, losses = eqx.filter_vmap(tune)(xs, dxs)
-        return Adapted(models=models, losses=losses)
+        inner, _ = eqx.partition(state.params, self._inner_spec(state.params))
+        return inner
+
+    def _test_loss(self, state, params, xs, dxs):
+        return field_mse(self._test_model(state, params), xs, dxs)
+
+    def _test_model(self, state, params):
+        _, frozen = eqx.partition(state.params, self._inner_spec(state.params))
+        return eqx.combine(params, frozen)
+
+    def _test_latent(self, params):
+        del params
+        return None

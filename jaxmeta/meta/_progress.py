@@ -27,12 +27,15 @@ from ._sharding import barrier, to_host
 
 
 def run_config(learner, like_state, dataset, val_every, keys) -> dict:
-    """What a checkpoint must have been written for: the learner's `fingerprint`, the
+    """What a checkpoint must have been written for: the learner's class and the `fingerprint`
+    of each of its fields (hyper-parameters, optimisers, modulation), the
     state's shapes, the data's `data_digest` (its values, not only its shapes), ``val_every``
     and the keys."""
     shapes = [(str(x.dtype), list(x.shape)) for x in jax.tree.leaves(like_state) if eqx.is_array(x)]
+    # One digest per field, so a refusal names the field (e.g. `learner.outer_optimiser`).
+    fields = {f.name: fingerprint(getattr(learner, f.name)) for f in dataclasses.fields(learner)}
     return {
-        "learner": fingerprint(learner),
+        "learner": {"class": type(learner).__qualname__, **fields},
         "state": hashlib.sha256(repr(shapes).encode()).hexdigest(),
         "data": data_digest(dataset),
         "val_every": val_every,
