@@ -227,7 +227,7 @@ def _identify(system, state, dataset, latent, learner, seed) -> dict:
     with the map's R² and RMSE on the run's test functions (adapted as ``experiments.run``
     scores them)."""
     latent_map = meta.fit_latent_map(state.latents, dataset.train.mu)
-    test = meta.adapt(learner, state, dataset.test, jax.random.key(10_000 + seed))
+    test = meta.adapt(learner, state, dataset.test, run.adaptation_key(seed))
     scores = run.identification(system, state, dataset, test.latents)
     estimate = np.asarray(latent_map(latent)).tolist()
     return {"estimate": dict(zip(system.param_names, estimate)),
@@ -243,7 +243,7 @@ def _describe(learner, state, adapted, tasks, model) -> dict:
     record = {}
     if state.latents is not None:
         z = adapted.latents[0]
-        z0 = jnp.mean(state.latents, 0) if learner.latent_init == "mean" else jnp.zeros_like(z)
+        z0 = learner._test_start(state, key=None)
         before = losses.field_mse(state.params(z0), xs, dxs)
         record["latent"] = np.asarray(z).tolist()
         record["latent_change_norm"] = float(jnp.linalg.norm(z - z0))
@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     except ValueError as err:
         _fail(f"{path}: {err}")
     dt = _warn_step(path, raw["ts"], system)
-    learner = run.make_learner(args.method, config)
+    learner = run.make_learner(args.method, config, run.loss_scale(dataset))
     steps = learner.adapt_steps if args.steps is None else args.steps
     tuned = eqx.tree_at(lambda lrn: lrn.adapt_steps, learner, steps)
     state = runs.load_state(config, system, dataset, args.method, seed)

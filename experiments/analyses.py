@@ -36,6 +36,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
+import optax
 
 from jaxmeta import meta, systems
 
@@ -44,7 +45,7 @@ from .config import PRESETS, Preset, RunConfig
 from .evaluate import evaluate
 from .paper import paper_value
 from .regimes import DEFAULT_REGIME, REGIMES
-from .registry import METHODS, MODULATIONS
+from .registry import INNER_LR, METHODS, MODULATIONS
 from .run import _seed_dir, _skeletons, make_learner, prepare, run_method
 
 ADAPT_METHODS = ("scratch", "maml", "reptile", "anil", "ro")
@@ -98,9 +99,9 @@ def load_best_state(config: RunConfig, prep, name: str, seed: int) -> meta.MetaS
 def adapted_errors(config, prep, name: str, state, seed: int, steps: int, optimiser: str):
     """The adapted models of `experiments.run`'s learner ``name`` with ``steps`` test-time
     steps of ``optimiser``, and their mean trajectory and field errors (spec §5)."""
-    learner = dataclasses.replace(
-        make_learner(name, config), adapt_steps=steps, adapt_optimiser=optimiser
-    )
+    learner = dataclasses.replace(make_learner(name, config), adapt_steps=steps)
+    if optimiser == "sgd":
+        learner = dataclasses.replace(learner, adapt_optimiser=optax.sgd(INNER_LR[name]))
     # The adaptation key of `experiments.run.score`: 100 Adam steps reproduce its numbers.
     adapted = meta.adapt(learner, state, prep.dataset.test, jax.random.key(10_000 + seed))
     scores = jax.device_get(evaluate(prep.system, adapted.models, prep.dataset.test, prep.mesh))
@@ -152,7 +153,7 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
         if name == "scratch":  # the calibration row (spec §5): nothing to start from
             learner = make_learner(name, config)
             scored = {m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}
-            rows[name] = {"inner_lr": learner.inner_lr, "sgd": {},
+            rows[name] = {"inner_lr": INNER_LR[name], "sgd": {},
                           "adam": {str(learner.adapt_steps): scored}}  # fmt: skip
             continue
         per = {(o, n): {m: [] for m in (*ERRORS, LATENT)} for o in OPTIMISERS for n in steps}
@@ -168,7 +169,7 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
                         errors[LATENT] = _distance(adapted.latents, state.latents)
                     for m, v in errors.items():
                         per[optimiser, n][m].append(v)
-        lr = make_learner(name, config).inner_lr
+        lr = INNER_LR[name]
         rows[name] = {"inner_lr": lr, **({"train_latent_spread": _summary(spread)} if spread
                                          else {}), **{
             o: {str(n): {m: _summary(v) for m, v in per[o, n].items() if v} for n in steps}

@@ -53,6 +53,10 @@ class RunConfig:
     epochs: int = PRESETS["quick"].epochs
     val_every: int = PRESETS["quick"].val_every
     latent_init: str = "mean"
+    latent_state: str = "fresh"
+    latent_penalty: float = 0.0  # λ_z in units of the data's loss scale (see `loss_scale`)
+    hypernet_penalty: float = 0.0  # λ_φ, same units
+    converged: bool = False  # also score the converged test-time protocol
     data_seed: int = 0
     out: Path = Path("runs/pendulum")
     devices: int | None = None
@@ -158,7 +162,19 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--val-every", type=int, default=None, help="override validation interval")
     p.add_argument("--latent-init", default="mean", choices=("mean", "zero"),
-                   help="test-time latent initialisation (zero: Tables 9-10 ablation)")  # fmt: skip
+                   help="test-time latent initialisation (zero: Tables 9-10 ablation); a "
+                        "test-time setting: a finished run is re-scored, not retrained")  # fmt: skip
+    p.add_argument("--converged", action="store_true",
+                   help="also score the converged test-time protocol (the paper's 100 steps, "
+                        "then each function's fit to convergence; a test-time setting)")  # fmt: skip
+    p.add_argument("--latent-state", default="fresh", choices=("fresh", "persistent"),
+                   help="modulations: the training latents' Adam state, restarted at every "
+                        "visit (fresh, default) or kept across meta-steps (persistent)")  # fmt: skip
+    p.add_argument("--latent-penalty", type=float, default=0.0, metavar="LAMBDA_Z",
+                   help="modulations: the later version's locality regulariser on the latents, "
+                        "in units of the data's loss scale (the mean squared training velocity)")  # fmt: skip
+    p.add_argument("--hypernet-penalty", type=float, default=0.0, metavar="LAMBDA_PHI",
+                   help="modulations: the same on the hypernetwork's linear map (same units)")  # fmt: skip
     p.add_argument("--data-seed", type=int, default=0, help="seed of the dataset (default 0)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<system>)")
     p.add_argument("--devices", type=int, default=None,
@@ -181,6 +197,10 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     seeds = parse_seeds(p, args.seeds)
     if not 0 <= args.data_seed < 2**32:
         p.error(f"--data-seed must lie in [0, 2**32), got {args.data_seed}")
+    for flag in ("latent_penalty", "hypernet_penalty"):
+        value = getattr(args, flag)
+        if not (value >= 0 and value < float("inf")):
+            p.error(f"--{flag.replace('_', '-')} must be >= 0 and finite, got {value}")
     for flag in ("shots", "epochs", "val_every", "devices"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -197,6 +217,10 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
         epochs=args.epochs or preset.epochs,
         val_every=args.val_every or preset.val_every,
         latent_init=args.latent_init,
+        latent_state=args.latent_state,
+        latent_penalty=args.latent_penalty,
+        hypernet_penalty=args.hypernet_penalty,
+        converged=args.converged,
         data_seed=args.data_seed,
         out=Path(args.out or f"runs/{args.system}"),
         devices=args.devices,

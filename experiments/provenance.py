@@ -3,13 +3,18 @@ run's numbers as its own.
 
 Every directory a (method, seed) writes, ``<out>/<method>/seed<s>/`` (metrics, adapted models,
 a single seed's checkpoints) and ``<out>/<method>/seeds<a>-<b>-.../`` (the stacked checkpoints
-of seeds trained together), holds ``config.json``: the run's *identity*, written before its
-training starts. ``metrics.json`` carries the same record under ``"config"``. The identity is
-every `RunConfig` field that changes the numbers (system, ``--set``, preset sizes, epochs,
-validation interval, latent initialisation, K, data seed), the method, the seed(s) and the
-SHA-256 of the dataset's arrays (`jaxmeta.io.data_digest`); not `NOT_IDENTITY`. A directory
-made with another identity, or with none recorded, is refused with a message naming the
-fields that differ; ``--restart`` deletes it instead, so its (method, seed) starts over.
+of seeds trained together), holds ``config.json``: the run's *training identity*, written
+before its training starts. It is every `RunConfig` field that changes the trained state
+(system, ``--set``, preset sizes, epochs, validation interval, K, data seed, the latent state
+and regulariser), the method, the seed(s) and the SHA-256 of the dataset's arrays
+(`jaxmeta.io.data_digest`); not `NOT_IDENTITY`, and not the test-time fields (`TEST_TIME`:
+the latent initialisation and the converged protocol). A directory made with another
+training identity, or with none recorded, is refused with a message naming the fields that
+differ; ``--restart`` deletes it instead, so its (method, seed) starts over.
+
+``metrics.json`` carries the training identity and the test-time fields under ``"config"``
+(its *scoring identity*): a finished (method, seed) asked for other test-time values is
+re-scored from its trained state (``best_state.eqx``), not retrained.
 
 ``--devices`` is not identity: a run resumed on another device count continues the same run,
 equal to float tolerance (the all-reduce of the meta-gradient may sum in another order).
@@ -29,6 +34,13 @@ from .config import RunConfig
 # RunConfig fields (as in `RunConfig.to_json`) that do not change a (method, seed)'s numbers.
 NOT_IDENTITY = ("methods", "seeds", "out", "progress", "devices", "restart", "coordinator",
                 "num_processes", "process_id")  # fmt: skip
+# Fields that change how a trained state is scored, not the training: a finished (method,
+# seed) asked for other values is re-scored from its trained state, never retrained.
+TEST_TIME = ("latent_init", "converged")
+TEST_TIME_DEFAULTS = {"latent_init": "mean", "converged": False}
+# Training fields added later: left out of the identity at these defaults, so stored work of
+# earlier versions (made with them) is still this run's.
+LATER_DEFAULTS = {"latent_state": "fresh", "latent_penalty": 0.0, "hypernet_penalty": 0.0}
 # The preset's sizes that are identity (its epochs and val_every are the config's own).
 _PRESET = ("width", "depth", "inner_steps", "mesh_points_3d")
 
@@ -46,15 +58,38 @@ def group_dir(config: RunConfig, name: str, seeds) -> Path:
     return config.out / name / ("seeds" + "-".join(map(str, seeds)))
 
 
-def identity(config: RunConfig, name: str, data: str | None = None) -> dict:
-    """The identity of method ``name`` in run ``config`` (JSON values), with the dataset's
-    digest ``data`` when known; without it, comparisons skip the data."""
+def identity(config: RunConfig, name: str, data: str | None = None, *,
+             scoring: bool = False) -> dict:  # fmt: skip
+    """The training identity of method ``name`` in run ``config`` (JSON values), with the
+    dataset's digest ``data`` when known (without it, comparisons skip the data); with
+    ``scoring``, the test-time fields (`TEST_TIME`) too: the identity of its scores."""
     record = {k: v for k, v in config.to_json().items() if k not in NOT_IDENTITY}
     preset = record.pop("preset_values")
     record.update({k: preset[k] for k in _PRESET}, method=name)
+    for key, default in LATER_DEFAULTS.items():
+        if record[key] == default:
+            del record[key]
+    if not scoring:
+        for key in TEST_TIME:
+            del record[key]
     if data is not None:
         record["data"] = data
     return json.loads(json.dumps(record))
+
+
+def same_scoring(stored: dict, config: RunConfig) -> bool:
+    """Whether a ``metrics.json`` identity (``stored``) was scored with ``config``'s
+    test-time settings (a field it lacks holds its default: it predates the field)."""
+    return all(stored.get(k, TEST_TIME_DEFAULTS[k]) == getattr(config, k) for k in TEST_TIME)
+
+
+def training_part(stored: dict) -> dict:
+    """A stored identity without its test-time fields. Stored work from before validation
+    ignored the test-time latent initialisation (a ``config.json`` with ``latent_init``
+    ``"zero"``: its best state was picked by zero-initialised validation) keeps the field,
+    so it differs from every current identity and is refused."""
+    keep = lambda k, v: k not in TEST_TIME or (k == "latent_init" and v != "mean")
+    return {k: v for k, v in stored.items() if keep(k, v)}
 
 
 def write_json(path: Path, record) -> None:
@@ -84,7 +119,7 @@ def _mismatch(path: Path, expected: dict) -> str | None:
     if not path.exists() or not any(path.iterdir()):
         return None
     try:
-        stored = json.loads((path / "config.json").read_text())
+        stored = training_part(json.loads((path / "config.json").read_text()))
     except (OSError, ValueError):
         return (f"{path} holds results with no readable config.json (made by an older jaxmeta?), "
                 f"so this run cannot tell whether they are its own")  # fmt: skip

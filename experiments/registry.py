@@ -44,6 +44,12 @@ def make_modulation(name: str) -> modulation.AbstractModulation:
     return MODULATIONS[name]()
 
 
+#: Each method's inner (and test-time) learning rate in the paper (App. E-F), for a test-time
+#: optimiser other than the method's own Adam (e.g. plain SGD at the same rate).
+INNER_LR = {"scratch": 2e-3, "maml": 2e-3, "reptile": 2e-2, "anil": 2e-3,
+            **{m: 2e-3 for m in MODULATIONS}}  # fmt: skip
+
+
 def make_learner(
     name: str,
     *,
@@ -52,16 +58,24 @@ def make_learner(
     tasks_per_step: int = 5,
     latent_init: str = "mean",
     latent_dim: int = 10,
+    adapt_optimiser=None,
+    **latent_options,
 ) -> meta.AbstractMetaLearner:
-    """Method name -> meta-learner with the paper's learning rates (spec §4).
+    """Method name -> meta-learner with the paper's optimisers (App. E-F).
 
-    A modulation name gives `jaxmeta.meta.AutoDecoding` with that modulation, ``latent_dim``
-    and ``latent_init``; a baseline name its class (the latent arguments do not apply).
+    A modulation name gives `jaxmeta.meta.AutoDecoding` with that modulation, ``latent_dim``,
+    ``latent_init`` and any ``latent_options`` (``latent_state``, ``latent_penalty``,
+    ``hypernet_penalty``); a baseline name its class (the latent arguments do not apply;
+    Scratch takes only ``adapt_steps``). ``adapt_optimiser`` (an
+    `optax.GradientTransformation`) replaces the method's test-time Adam.
     """
     _check(name, METHODS)
-    common = dict(inner_steps=inner_steps, adapt_steps=adapt_steps, tasks_per_step=tasks_per_step)
+    extra = {} if adapt_optimiser is None else {"adapt_optimiser": adapt_optimiser}
+    if name == "scratch":
+        return meta.Scratch(adapt_steps=adapt_steps, **extra)
+    common = dict(inner_steps=inner_steps, adapt_steps=adapt_steps, tasks_per_step=tasks_per_step,
+                  **extra)  # fmt: skip
     if name in MODULATIONS:
-        return meta.AutoDecoding(
-            make_modulation(name), latent_dim=latent_dim, latent_init=latent_init, **common
-        )
+        return meta.AutoDecoding(make_modulation(name), latent_dim=latent_dim,
+                                 latent_init=latent_init, **common, **latent_options)  # fmt: skip
     return BASELINES[name](**common)

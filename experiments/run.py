@@ -42,6 +42,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -51,7 +52,7 @@ from . import plots, provenance
 from .config import PRESETS as PRESETS, Preset, RunConfig, parse_args as _parse_args
 from .evaluate import evaluate
 from .paper import paper_value
-from .registry import METHODS as METHODS, make_learner as _make_learner
+from .registry import INNER_LR, METHODS as METHODS, MODULATIONS, make_learner as _make_learner
 
 # The paper's three metrics (spec §5), then ours: rollout error, structure, time.
 PAPER_METRICS = ("trajectory_error", "field_error", "ssim")
@@ -99,10 +100,28 @@ def parse_args(argv=None) -> RunConfig:
     return _parse_args(argv, doc=__doc__)
 
 
-def make_learner(name: str, config: RunConfig) -> meta.AbstractMetaLearner:
-    """The learner of method ``name`` at the run's preset (registry defaults otherwise)."""
+def make_learner(name: str, config: RunConfig, loss_scale: float = 1.0, *,
+                 scoring: bool = True) -> meta.AbstractMetaLearner:  # fmt: skip
+    """The learner of method ``name`` at the run's preset (registry defaults otherwise).
+
+    The regulariser weights of ``config`` are in units of ``loss_scale`` (`loss_scale` of the
+    training data). Training (``scoring=False``) validates with the mean latent
+    initialisation whatever ``--latent-init`` says, so the trained state does not depend on
+    a test-time setting; scoring uses the run's.
+    """
+    latent = {"latent_state": config.latent_state,
+              "latent_penalty": config.latent_penalty * loss_scale,
+              "hypernet_penalty": config.hypernet_penalty * loss_scale} if name in MODULATIONS else {}  # fmt: skip
     return _make_learner(name, inner_steps=config.budget.inner_steps,
-                         latent_init=config.latent_init)  # fmt: skip
+                         latent_init=config.latent_init if scoring else "mean", **latent)  # fmt: skip
+
+
+def loss_scale(dataset: data.Dataset) -> float:
+    """The data's loss scale: the mean squared support velocity of the training functions,
+    the field MSE of the zero field. The regulariser weights of ``--latent-penalty`` and
+    ``--hypernet-penalty`` are in its units, so that they weigh the same against the data
+    loss on every system."""
+    return float(jnp.mean(jnp.sum(dataset.train.dxs**2, axis=-1)))
 
 
 def make_model_factory(system, preset: Preset):
@@ -124,7 +143,7 @@ _seed_dir = provenance.seed_dir
 
 def _skeletons(config: RunConfig, system, dataset: data.Dataset, name: str):
     """Shapes of a trained state and of its adapted models (for loading them from disk)."""
-    learner = make_learner(name, config)
+    learner = make_learner(name, config, scoring=False)
     factory = make_model_factory(system, config.budget)
     num_train = dataset.train.num_functions
     state = eqx.filter_eval_shape(
@@ -156,14 +175,16 @@ def _announce(name: str, seeds, checkpoints: Path, epochs: int) -> None:
         _say(f"resuming {name} {which} from epoch {epoch} ({checkpoints})")
 
 
-def train(config: RunConfig, system, dataset: data.Dataset, name: str, seeds, devices) -> dict:
+def train(config: RunConfig, prep: "Prepared", name: str, seeds) -> dict:
     """Train method ``name`` for ``seeds``: one seed with `meta.fit`, several as one vmapped
     program with `meta.fit_seeds` (their stacked checkpoint under
     ``out/<method>/seeds<a>-<b>-.../checkpoints``). Returns ``{seed: (result, seconds)}``,
     each seed's share of the group's wall time. With ``--restart``, a checkpoint that cannot
     be used (`jaxmeta.io.CheckpointError`) is deleted and training starts over."""
-    learner, factory = make_learner(name, config), make_model_factory(system, config.budget)
-    common = dict(epochs=config.epochs, val_every=config.val_every, devices=devices,
+    system, dataset = prep.system, prep.dataset
+    learner = make_learner(name, config, prep.loss_scale, scoring=False)
+    factory = make_model_factory(system, config.budget)
+    common = dict(epochs=config.epochs, val_every=config.val_every, devices=prep.devices,
                   progress=config.progress and _lead())  # fmt: skip
     if len(seeds) == 1:
         checkpoints = _seed_dir(config, name, seeds[0]) / "checkpoints"
@@ -191,30 +212,89 @@ def train(config: RunConfig, system, dataset: data.Dataset, name: str, seeds, de
     return {s: (r, _training_seconds(timing(s), seconds)) for s, r in zip(seeds, results)}
 
 
-def score(config: RunConfig, prep: "Prepared", name: str, seed: int, result, seconds) -> dict:
-    """Adapt one trained (method, seed) to the test functions, score it, and write
-    ``metrics.json`` (with the run's identity under ``"config"``), ``best_state.eqx`` and
-    ``adapted.eqx`` under its directory (process 0). Returns the record."""
-    system, dataset = prep.system, prep.dataset
-    out = _seed_dir(config, name, seed)
-    learner = make_learner(name, config)
-    adapted = meta.adapt(learner, result.best_state, dataset.test, jax.random.key(10_000 + seed))
-    scores = jax.device_get(evaluate(system, adapted.models, dataset.test, prep.mesh))
+#: The converged test-time protocol of ``--converged`` (`jaxmeta.meta.Converged`'s defaults).
+CONVERGED = meta.Converged()
+
+
+def adaptation_key(seed: int):
+    """The key of a (method, seed)'s test-time adaptation: every score of it uses this one."""
+    return jax.random.key(10_000 + seed)
+
+
+def _scores(system, models, test, mesh) -> dict:
+    """`evaluate`'s per-function arrays as a record: means, the worst drift and entropy rate."""
+    scores = jax.device_get(evaluate(system, models, test, mesh))
     record = {k: float(np.mean(v)) for k, v in scores.items() if k not in ("min_entropy_rate",)}
     if "min_entropy_rate" in scores:
         record["min_entropy_rate"] = float(np.min(scores["min_entropy_rate"]))
         record["max_degeneracy"] = float(np.max(scores["max_degeneracy"]))
     record["max_energy_drift"] = float(np.max(scores["energy_drift"]))
-    record["train_seconds"] = seconds
-    record["best_epoch"] = result.best_epoch
-    record["history"] = result.history.to_dict()
+    return record
+
+
+def latent_moves(start, adapted, reach: float) -> dict:
+    """How far test-time adaptation moved the latents from ``start`` (F, d): the median over
+    functions of the largest coordinate move, and the fractions of coordinates moved by at
+    least 90% of ``reach`` (at the paper protocol's bound) and by more than ``reach``."""
+    move = np.abs(np.asarray(adapted) - np.asarray(start))
+    return {"median_max_move": float(np.median(move.max(axis=1))),
+            "at_reach": float(np.mean(move >= 0.9 * reach)),
+            "beyond_reach": float(np.mean(move > reach))}  # fmt: skip
+
+
+def latent_statistics(learner, state: meta.MetaState, adapted, reach: float) -> dict:
+    """The training latents' spread (median distance from their mean; mean per-coordinate
+    std) and how far the paper protocol moved the test latents (`latent_moves`; ``reach``:
+    the most ``adapt_steps`` Adam steps move a coordinate, steps × learning rate)."""
+    z = np.asarray(state.latents)
+    start = np.broadcast_to(np.asarray(learner._test_start(state, key=None)), adapted.shape)
+    return {"train_spread": float(np.median(np.linalg.norm(z - z.mean(0), axis=1))),
+            "train_std": float(np.mean(z.std(0))), "reach": reach,
+            "paper": latent_moves(start, adapted, reach)}  # fmt: skip
+
+
+def converged_scores(prep: "Prepared", learner, state, seed: int, reach: float) -> dict:
+    """The converged protocol (`CONVERGED`) on the test functions: its scores, each
+    function's support loss after it and after the paper's steps, the steps and seconds it
+    used, and (modulations) how far it moved the latents."""
+    fit = meta.adapt_converged(
+        learner, state, prep.dataset.test, CONVERGED, key=adaptation_key(seed)
+    )
+    record = _scores(prep.system, fit.models, prep.dataset.test, prep.mesh)
+    per = lambda a: np.asarray(a).tolist()
+    record.update(support_loss=per(fit.loss), paper_support_loss=per(fit.paper_loss),
+                  steps=per(fit.steps), seconds=per(fit.seconds),
+                  converged=per(fit.converged), compile_seconds=fit.compile_seconds)  # fmt: skip
+    if fit.latents is not None:
+        start = np.broadcast_to(np.asarray(learner._test_start(state, key=None)), fit.latents.shape)
+        record["latents"] = latent_moves(start, fit.latents, reach)
+    return record
+
+
+def score(config: RunConfig, prep: "Prepared", name: str, seed: int, state, trained: dict) -> dict:
+    """Adapt one trained (method, seed) to the test functions, score it, and write
+    ``metrics.json`` (``trained``, the training's own record: ``train_seconds``,
+    ``best_epoch``, ``history``; and the scoring identity under ``"config"``),
+    ``best_state.eqx`` and ``adapted.eqx`` under its directory (process 0). Returns the
+    record."""
+    system, dataset = prep.system, prep.dataset
+    out = _seed_dir(config, name, seed)
+    learner = make_learner(name, config, prep.loss_scale)
+    adapted = meta.adapt(learner, state, dataset.test, adaptation_key(seed))
+    record = _scores(system, adapted.models, dataset.test, prep.mesh)
+    record.update(trained)
     if adapted.latents is not None and dataset.train.num_functions > adapted.latents.shape[1]:
-        record.update(identification(system, result.best_state, dataset, adapted.latents))
-    record["config"] = {**provenance.identity(config, name, prep.data), "seed": seed}
+        record.update(identification(system, state, dataset, adapted.latents))
+    reach = learner.adapt_steps * INNER_LR[name]
+    if adapted.latents is not None:
+        record["latents"] = latent_statistics(learner, state, adapted.latents, reach)
+    if config.converged:
+        record["converged"] = converged_scores(prep, learner, state, seed, reach)
+    record["config"] = {**provenance.identity(config, name, prep.data, scoring=True), "seed": seed}
     record = json.loads(json.dumps(record))  # the shape it has when read back
     if _lead():
         out.mkdir(parents=True, exist_ok=True)
-        eqx.tree_serialise_leaves(out / "best_state.eqx", result.best_state)
+        eqx.tree_serialise_leaves(out / "best_state.eqx", state)
         eqx.tree_serialise_leaves(out / "adapted.eqx", adapted.models)
         provenance.write_json(out / "metrics.json", record)  # last: it marks the seed done
     return record
@@ -231,22 +311,56 @@ def identification(system, state: meta.MetaState, dataset, test_latents) -> dict
             "mu_rmse_params": dict(zip(system.param_names, rmse))}  # fmt: skip
 
 
+#: The training record a score keeps (re-scoring carries it over from ``metrics.json``).
+TRAINED = ("train_seconds", "best_epoch", "history", "unit_seconds")
+
+
+def _rescore(config: RunConfig, prep: "Prepared", name: str, seed: int, record: dict) -> dict:
+    """Score a finished (method, seed) again under this run's test-time settings, from its
+    trained state on disk; nothing is trained."""
+    path = _seed_dir(config, name, seed) / "best_state.eqx"
+    was = {
+        k: record["config"].get(k, provenance.TEST_TIME_DEFAULTS[k]) for k in provenance.TEST_TIME
+    }
+    now = {k: getattr(config, k) for k in provenance.TEST_TIME}
+    if not path.is_file():
+        raise provenance.StaleRunError(
+            f"{name} seed {seed} in {config.out} was scored with "
+            f"{', '.join(f'{k}={v!r}' for k, v in was.items() if now[k] != v)}; re-scoring it "
+            f"needs its trained state {path}, which is not on disk (trained states are not "
+            f"in a clone of the results). Use --restart to train it again, or another --out."
+        )  # fmt: skip
+    _say(f"{name:8s} re-scoring seed {seed} from its trained state ("
+         + ", ".join(f"{k} {was[k]!r} -> {now[k]!r}" for k in now if now[k] != was[k])
+         + "); nothing is trained")  # fmt: skip
+    like, _ = _skeletons(config, prep.system, prep.dataset, name)
+    state = eqx.tree_deserialise_leaves(path, like)
+    return score(config, prep, name, seed, state, {k: record[k] for k in TRAINED if k in record})
+
+
 def run_method(config: RunConfig, prep: "Prepared", name: str) -> list[dict]:
-    """Train and score the seeds of ``name`` whose metrics are missing; returns every seed's
-    record (fresh ones as written, finished ones read back from ``metrics.json``). Stored
-    work made with another configuration is refused first (`provenance.check`), or deleted
-    with ``--restart``."""
+    """Train and score the seeds of ``name`` whose metrics are missing, re-score those scored
+    with other test-time settings (`provenance.TEST_TIME`); returns every seed's record (fresh
+    ones as written, finished ones read back from ``metrics.json``). Stored work made with
+    another training configuration is refused first (`provenance.check`), or deleted with
+    ``--restart``."""
     provenance.check(config, name, prep.data)
     metrics = lambda seed: _seed_dir(config, name, seed) / "metrics.json"
     pending = [s for s in config.seeds if not metrics(s).exists()]
     records = {s: json.loads(metrics(s).read_text()) for s in config.seeds if s not in pending}
-    if records:
-        _say(f"{name:8s} reusing {len(records)} finished seed(s) in {config.out / name}")
+    stale = [s for s, r in records.items() if not provenance.same_scoring(r["config"], config)]
+    if len(records) > len(stale):
+        _say(f"{name:8s} reusing {len(records) - len(stale)} finished seed(s) in "
+             f"{config.out / name}")  # fmt: skip
+    for seed in stale:
+        records[seed] = _rescore(config, prep, name, seed, records[seed])
     if pending:
         provenance.record(config, name, pending, prep.data)
-        trained = train(config, prep.system, prep.dataset, name, pending, prep.devices)
+        trained = train(config, prep, name, pending)
         for seed, (result, seconds) in trained.items():
-            records[seed] = score(config, prep, name, seed, result, seconds)
+            done = {"train_seconds": seconds, "best_epoch": result.best_epoch,
+                    "history": result.history.to_dict()}  # fmt: skip
+            records[seed] = score(config, prep, name, seed, result.best_state, done)
     return [records[s] for s in config.seeds]
 
 
@@ -358,14 +472,15 @@ def check_out_regime(config: RunConfig) -> None:
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """What every (method, seed) of a run shares: the system (with the preset's mesh), the
-    cached dataset and its `jaxmeta.io.data_digest`, the field-error mesh and the number of
-    devices to shard over."""
+    cached dataset and its `jaxmeta.io.data_digest`, the field-error mesh, the number of
+    devices to shard over and the data's `loss_scale`."""
 
     system: systems.AbstractSystem
     dataset: data.Dataset
     mesh: object
     devices: int
     data: str
+    loss_scale: float = 1.0
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -408,7 +523,7 @@ def prepare(config: RunConfig) -> Prepared:
     mesh = system.mesh() if system.mesh_bounds is not None else None
     _say(f"mesh {dict(layout.shape)}: {num_train} training functions over {devices} of "
          f"{available} device(s) in {jax.process_count()} process(es)")  # fmt: skip
-    return Prepared(system, dataset, mesh, devices, digest)
+    return Prepared(system, dataset, mesh, devices, digest, loss_scale(dataset))
 
 
 def report(config: RunConfig, prep: Prepared, done: dict) -> str:

@@ -43,11 +43,12 @@ def test_stored_results_are_reused_only_by_their_own_configuration(tmp_path, dat
     assert record["config"]["epochs"] == 2 and record["config"]["seed"] == 0
     assert record["config"]["data"] == results["data_sha256"] and len(results["data_sha256"]) == 64
     capsys.readouterr()
-    # Other --epochs and --latent-init: refused, naming both, the old metrics untouched.
+    # Other --epochs (a training setting; --latent-init is a test-time one): refused, naming
+    # it, the old metrics untouched.
     assert run.main([*base, "--epochs", "3", "--latent-init", "zero"]) == run.EXIT_ERROR
     assert (
-        f"error: {out / 'scratch' / 'seed0'} was made with epochs=2, latent_init='mean'; this "
-        "run has epochs=3, latent_init='zero'. Use --restart to discard it, or another --out.\n"
+        f"error: {out / 'scratch' / 'seed0'} was made with epochs=2; this run has epochs=3. "
+        "Use --restart to discard it, or another --out.\n"
     ) == capsys.readouterr().err
     assert metrics.stat().st_mtime_ns == stamp
     # Another family of the same shapes: refused before its data is generated.

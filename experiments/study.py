@@ -1,0 +1,315 @@
+"""The pre-registered study of why the paper's ordering fails here (``results/study/PROTOCOL.md``).
+
+    python -m experiments.study --stage e2000 --time-budget 600     # resumable
+    python -m experiments.study --stage e10000 --time-budget 600
+    python -m experiments.study --tables-only                       # tables of finished work
+
+Three choices the paper's text leaves open, crossed as the protocol fixes them: the test-time
+protocol (the paper's 100 Adam steps, or each function's fit run to convergence, for every
+method: `jaxmeta.meta.adapt_converged`), the training latents' optimiser state (fresh or
+persistent) and the later version's locality regulariser (weights in units of the data's
+loss scale, `experiments.run.loss_scale`). Every unit, one (stage, system, variant, method)
+with its seeds as one vmapped program, is an ``experiments.run`` directory
+``<out>/<stage>/<system>/<variant>/`` scored under both protocols (``--converged``).
+
+With ``--time-budget MINUTES`` a unit starts only if its estimate (the longest finished unit
+of the same system and method, scaled to the stage's epochs, else the protocol's measured
+projection, ``projection.json``) still fits; then the run stops cleanly and the same command
+continues. Units run in the protocol's order. Several processes may run the same command at
+once (one per core): each unit is claimed with a lock file, so each is run by one of them.
+``tables.md`` under ``--out``: every unit finished so far, both protocols, the latent
+statistics, and the verdicts the protocol's rules compute. Exit status: 0; 2 for a bad flag
+or stale stored work; 3 when a unit diverged.
+
+``--systems``, ``--variants``, ``--methods`` and ``--epochs`` select or shrink the work for a
+trial run (into another ``--out``); the protocol's runs use none of them.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import fcntl
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from . import provenance, run
+from ._cli import parse_systems
+from .config import PRESETS, RunConfig
+from .registry import METHODS
+
+SEEDS = (0, 1, 2)
+# Order of the systems in every stage: cheapest first (`PROJECTION`).
+SYSTEMS = ("pendulum", "duffing", "mass-spring", "kepler", "dno", "tgc")
+STAGES = {"e2000": 2000, "e10000": 10_000}
+LONG_SYSTEMS = ("pendulum", "dno")
+# Modulations that carry the variants (the protocol narrows the variants, not the systems).
+CARRIERS = ("ro", "fw")
+RESERVE = 60.0  # seconds kept for the tables at the end of a --time-budget
+# The pilot's measured seconds per epoch of one unit (3 seeds vmapped, quick width, validation
+# every 10 epochs, one process on the quiet 2-core CPU; PROTOCOL.md): the estimate of a unit
+# until one of its system and method has finished. Scratch trains nothing.
+PROJECTION = {
+    "pendulum": {"maml": 0.429, "reptile": 0.143, "anil": 0.169, "shift": 0.103, "fw": 0.169,
+                 "ro": 0.167, "mr": 0.165},
+    "mass-spring": {"maml": 0.855, "reptile": 0.284, "anil": 0.338, "shift": 0.225, "fw": 0.323,
+                    "ro": 0.319, "mr": 0.333},
+    "duffing": {"maml": 0.387, "reptile": 0.132, "anil": 0.15, "shift": 0.101, "fw": 0.169,
+                "ro": 0.176, "mr": 0.204},
+    "kepler": {"maml": 1.58, "reptile": 0.519, "anil": 0.776, "shift": 0.545, "fw": 0.834,
+               "ro": 0.773, "mr": 0.675},
+    "dno": {"maml": 3.578, "reptile": 1.25, "anil": 1.57, "shift": 0.928, "fw": 1.363,
+            "ro": 1.315, "mr": 1.317},
+    "tgc": {"maml": 3.25, "reptile": 1.095, "anil": 1.289, "shift": 0.871, "fw": 1.316,
+            "ro": 1.234, "mr": 1.314},
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A training variant of the modulations: the latent state and the regulariser weights
+    (in units of the data's loss scale)."""
+
+    name: str
+    latent_state: str = "fresh"
+    latent_penalty: float = 0.0
+    hypernet_penalty: float = 0.0
+
+    @property
+    def label(self) -> str:
+        reg = (f"λ_z {self.latent_penalty:g}, λ_φ {self.hypernet_penalty:g}"
+               if self.latent_penalty or self.hypernet_penalty else "no regulariser")  # fmt: skip
+        return f"{self.name} ({self.latent_state}, {reg})"
+
+
+BASE = Variant("base")
+# In the order they run: the latent state, the level that contracts the latents, then the
+# later version's grid (paired) from strong to weak. No cross of the two factors.
+VARIANTS = (
+    BASE,
+    Variant("persistent", latent_state="persistent"),
+    Variant("contract", latent_penalty=1.0, hypernet_penalty=1e-2),
+    Variant("reg-strong", latent_penalty=1e-1, hypernet_penalty=1e-2),
+    Variant("reg-mid", latent_penalty=1e-2, hypernet_penalty=1e-3),
+    Variant("reg-weak", latent_penalty=1e-3, hypernet_penalty=1e-4),
+)
+VARIANT_NAMES = tuple(v.name for v in VARIANTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    stage: str
+    system: str
+    variant: Variant
+    method: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}/{self.system}/{self.variant.name}/{self.method}"
+
+
+def units(stage: str, system_names, long_variant: str | None = None) -> list[Unit]:
+    """The protocol's units of ``stage`` in its order: every method of the base variant on
+    every system (``e10000``: pendulum and DNO), then each other variant (``e10000``: only
+    ``long_variant``) for the carriers on every system."""
+    names = [s for s in SYSTEMS if s in system_names]
+    if stage == "e10000":
+        names = [s for s in names if s in LONG_SYSTEMS]
+    out = [Unit(stage, system, BASE, m) for system in names for m in METHODS]
+    for v in VARIANTS[1:]:
+        if stage == "e2000" or v.name == long_variant:
+            out += [Unit(stage, system, v, m) for system in names for m in CARRIERS]
+    return out
+
+
+def unit_config(unit: Unit, out: Path, *, progress: bool, epochs: int | None = None) -> RunConfig:
+    preset = PRESETS["quick"]
+    v = unit.variant
+    return RunConfig(
+        system=unit.system, methods=(unit.method,), seeds=SEEDS, preset="quick",
+        epochs=epochs or STAGES[unit.stage], val_every=min(preset.val_every, epochs or STAGES[unit.stage]),
+        latent_state=v.latent_state,
+        latent_penalty=v.latent_penalty, hypernet_penalty=v.hypernet_penalty, converged=True,
+        out=out / unit.stage / unit.system / v.name, progress=progress,
+    )  # fmt: skip
+
+
+def _metrics(config: RunConfig, method: str, seed: int) -> Path:
+    return provenance.seed_dir(config, method, seed) / "metrics.json"
+
+
+def finished(config: RunConfig, method: str) -> bool:
+    """Whether every seed of the unit has its metrics, or the unit diverged (recorded)."""
+    done = lambda s: _metrics(config, method, s).exists() or _diverged(config, method, s).exists()
+    return all(done(s) for s in config.seeds)
+
+
+def _diverged(config: RunConfig, method: str, seed: int) -> Path:
+    return provenance.seed_dir(config, method, seed) / "diverged.txt"
+
+
+def estimate(unit: Unit, out: Path) -> float:
+    """Seconds the unit should take: the longest finished unit of its system and method (any
+    variant or stage, scaled to its epochs), else the protocol's `PROJECTION`."""
+    seen = []
+    for path in (out).glob(f"*/{unit.system}/*/{unit.method}/seed0/metrics.json"):
+        record = json.loads(path.read_text())
+        epochs = record["config"]["epochs"]
+        seen.append(record.get("unit_seconds", 0.0) * STAGES[unit.stage] / epochs)
+    if seen:
+        return max(seen)
+    return PROJECTION[unit.system].get(unit.method, 0.0) * STAGES[unit.stage]
+
+
+@contextlib.contextmanager
+def claimed(config: RunConfig, method: str):
+    """Hold the unit's lock file while it runs (yields False, holding nothing, if another
+    process holds it); the lock goes with the process, however it ends."""
+    path = config.out / method / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def run_unit(unit: Unit, config: RunConfig) -> bool:
+    """Train and score one unit; its wall time goes into each seed's ``metrics.json``
+    (``unit_seconds``). Returns False if it diverged (recorded beside the seeds)."""
+    tic = time.perf_counter()
+    prep = run.prepare(config)
+    try:
+        run.run_method(config, prep, unit.method)
+    except FloatingPointError as err:
+        print(f"{unit.label} diverged: {err}", flush=True)
+        for seed in config.seeds:
+            _diverged(config, unit.method, seed).write_text(str(err))
+        return False
+    wall = time.perf_counter() - tic
+    for seed in config.seeds:
+        path = _metrics(config, unit.method, seed)
+        record = json.loads(path.read_text())
+        record["unit_seconds"] = wall
+        provenance.write_json(path, record)
+    errors = [json.loads(_metrics(config, unit.method, s).read_text())["trajectory_error"]
+              for s in config.seeds]  # fmt: skip
+    print(f"{unit.label}: trajectory error {sum(errors) / len(errors):.4f} ({wall:.0f} s)",
+          flush=True)  # fmt: skip
+    return True
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--stage", default="e2000", choices=tuple(STAGES),
+                   help="e2000: every system at 2000 epochs; e10000: pendulum and DNO at the "
+                        "paper's 10,000 (default e2000)")  # fmt: skip
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all)",
+    )
+    p.add_argument("--out", default="results/study", help="default results/study")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop cleanly before a unit that would not fit",
+    )
+    p.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="train nothing: write the tables of the finished units",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help=f"trial runs: comma-separated subset of {', '.join(VARIANT_NAMES)}",
+    )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help=f"trial runs: comma-separated subset of {', '.join(METHODS)}",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="trial runs: epochs instead of the stage's"
+    )
+    args = p.parse_args(argv)
+    args.systems = parse_systems(p, args.systems)
+    for flag, valid in (("variants", VARIANT_NAMES), ("methods", METHODS)):
+        text = getattr(args, flag)
+        if text is None:
+            continue
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in names if t not in valid]
+        if bad or not names:
+            hint = difflib.get_close_matches(bad[0], valid, n=1) if bad else []
+            p.error(f"--{flag}: unknown {bad or text!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; valid: {', '.join(valid)}")  # fmt: skip
+        setattr(args, flag, names)
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        p.error(f"--time-budget must be > 0 minutes, got {args.time_budget}")
+    args.out = Path(args.out)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return _study(args)
+    except run.USER_ERRORS as err:
+        return run.user_error(err)
+
+
+def _study(args) -> int:
+    from . import study_report
+
+    start = time.perf_counter()
+    budget = None if args.time_budget is None else 60 * args.time_budget
+    long_variant = study_report.long_variant(args.out) if args.stage == "e10000" else None
+    todo = [u for u in units(args.stage, args.systems, long_variant)
+            if (args.variants is None or u.variant.name in args.variants)
+            and (args.methods is None or u.method in args.methods)]  # fmt: skip
+    print(f"jax {jax.__version__} | {jax.devices()} | stage {args.stage}: {len(todo)} unit(s)"
+          f" in {args.out}", flush=True)  # fmt: skip
+    stopped, diverged = None, False
+    configs = {u: unit_config(u, args.out, progress=not args.no_progress, epochs=args.epochs)
+               for u in todo}  # fmt: skip
+    for unit in [] if args.tables_only else todo:
+        config = configs[unit]
+        provenance.check(config, unit.method)
+        if finished(config, unit.method):
+            continue
+        guess = estimate(unit, args.out) * (config.epochs / STAGES[unit.stage])
+        left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
+        if left is not None and guess > left:
+            stopped = (unit, guess)
+            break
+        with claimed(config, unit.method) as mine:
+            if mine and not finished(config, unit.method):
+                diverged |= not run_unit(unit, config)
+    text = study_report.write_tables(args.out)
+    print(text)
+    if stopped:
+        unit, guess = stopped
+        left = sum(not finished(configs[u], u.method) for u in todo)
+        print(f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min: next "
+              f"{unit.label} (~{guess / 60:.0f} min) would not fit; {left} unit(s) of stage "
+              f"{args.stage} left. Run the same command again to continue.", flush=True)  # fmt: skip
+    return run.EXIT_DIVERGED if diverged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The study's tables and the verdicts its protocol fixes (``results/study/PROTOCOL.md``),
+computed from the finished units of ``experiments.study``."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .registry import METHODS, MODULATIONS
+from .study import BASE, CARRIERS, LONG_SYSTEMS, SEEDS, STAGES, SYSTEMS, VARIANTS, Variant
+from .verdict import OPTIMISATION, verdict_lines
+
+PROTOCOLS = ("paper", "converged")
+METRIC = "trajectory_error"
+# The paper's ordering holds under a choice when both carriers beat the best
+# optimisation-based method on at least this many of the systems (of six).
+HOLDS_ON = 5
+
+
+def _records(out: Path, stage: str, system: str, variant: Variant, method: str) -> list[dict]:
+    """Every seed's ``metrics.json`` of a finished unit (all seeds), else []."""
+    paths = [out / stage / system / variant.name / method / f"seed{s}" / "metrics.json"
+             for s in SEEDS]  # fmt: skip
+    if not all(p.exists() for p in paths):
+        return []
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _value(record: dict, protocol: str, metric: str = METRIC):
+    scores = record if protocol == "paper" else record.get("converged", {})
+    return scores.get(metric)
+
+
+def summary(records: list[dict], protocol: str, metric: str = METRIC) -> dict | None:
+    values = [_value(r, protocol, metric) for r in records]
+    if not records or any(v is None for v in values):
+        return None
+    arr = np.asarray(values, float)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "per_seed": arr.tolist()}
+
+
+def _cell(s: dict | None) -> str:
+    return "–" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def collect(out: Path) -> dict:
+    """``{(stage, system, variant name, method): [records]}`` of every finished unit."""
+    found = {}
+    for stage in STAGES:
+        for system in SYSTEMS:
+            for variant in VARIANTS:
+                for method in METHODS:
+                    records = _records(out, stage, system, variant, method)
+                    if records:
+                        found[stage, system, variant.name, method] = records
+    return found
+
+
+def errors(found: dict, stage: str, system: str, protocol: str) -> dict:
+    """``{(variant, method): mean error}`` of one (stage, system) under ``protocol``."""
+    out = {}
+    for (st, sy, variant, method), records in found.items():
+        if (st, sy) == (stage, system) and (s := summary(records, protocol)) is not None:
+            out[variant, method] = s["mean"]
+    return out
+
+
+def carriers_beat(errs: dict, variant: str) -> bool | None:
+    """Whether both carriers in ``variant`` beat the best optimisation-based method (base);
+    None while a needed unit is missing."""
+    needed = [("base", m) for m in OPTIMISATION] + [(variant, c) for c in CARRIERS]
+    if any(k not in errs for k in needed):
+        return None
+    best = min(errs["base", m] for m in OPTIMISATION)
+    return all(errs[variant, c] < best for c in CARRIERS)
+
+
+def stage_systems(stage: str) -> tuple[str, ...]:
+    return SYSTEMS if stage == "e2000" else LONG_SYSTEMS
+
+
+def choices(found: dict, stage: str) -> dict:
+    """``{(protocol, variant): {system: bool | None}}``: where both carriers beat the best
+    optimisation-based method under each choice (rule 2 of the protocol)."""
+    return {
+        (protocol, variant.name): {
+            system: carriers_beat(errors(found, stage, system, protocol), variant.name)
+            for system in stage_systems(stage)
+        }
+        for protocol in PROTOCOLS
+        for variant in VARIANTS
+    }
+
+
+def _holds(row: dict, need: int) -> tuple[bool | None, int, int]:
+    """(holds, systems where it does, systems undecided): None while undecided."""
+    yes = sum(v is True for v in row.values())
+    unknown = sum(v is None for v in row.values())
+    if yes >= need:
+        return True, yes, unknown
+    if yes + unknown < need:
+        return False, yes, unknown
+    return None, yes, unknown
+
+
+def choice_verdicts(found: dict, stage: str) -> list[str]:
+    """Rule 2: the ordering holds under a choice when both carriers beat the best
+    optimisation-based method on at least `HOLDS_ON` of the six systems (stage e2000; both
+    systems at e10000); a choice flips it when it holds under it and not under the base
+    choice (paper protocol, base variant). Undecided while units are missing."""
+    table = choices(found, stage)
+    need = HOLDS_ON if stage == "e2000" else len(LONG_SYSTEMS)
+    base, *_ = _holds(table["paper", "base"], need)
+    lines = []
+    for (protocol, variant), row in table.items():
+        holds, yes, unknown = _holds(row, need)
+        if holds is None:
+            word = f"undecided ({unknown} system(s) missing)"
+        else:
+            word = "holds" if holds else "does not hold"
+        if holds and base is False:
+            word += "; flips it"
+        where = ", ".join(s for s, v in row.items() if v) or "none"
+        lines.append(f"| {protocol} | {variant} | {yes} of {len(row)}: {where} | {word} |")
+    return lines
+
+
+def long_variant(out: Path) -> str:
+    """The variant the long stage repeats (the protocol's rule): the non-base variant with
+    the lowest mean, over the six systems and both carriers, of its converged-protocol
+    trajectory error relative to the base variant's. Refused while stage e2000 is partial."""
+    found = collect(out)
+    scores = {}
+    for variant in VARIANTS[1:]:
+        ratios = []
+        for system in SYSTEMS:
+            errs = errors(found, "e2000", system, "converged")
+            for c in CARRIERS:
+                if (variant.name, c) not in errs or ("base", c) not in errs:
+                    raise SystemExit(
+                        f"error: stage e10000 repeats the variant that stage e2000 picks, and "
+                        f"e2000 is not finished ({system}/{variant.name}/{c} is missing). Run "
+                        f"--stage e2000 first."
+                    )
+                ratios.append(errs[variant.name, c] / errs["base", c])
+        scores[variant.name] = float(np.mean(ratios))
+    return min(scores, key=scores.get)
+
+
+def _method_table(found, stage, system) -> list[str]:
+    head = ("| method | trajectory error, paper protocol | trajectory error, converged | "
+            "field error, paper | field error, converged | support loss, paper → converged "
+            "(median) | steps after the paper's (median) | seconds per function (median) |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for method in METHODS:
+        records = found.get((stage, system, "base", method))
+        if not records:
+            lines.append(f"| {method} |" + " – |" * 7)
+            continue
+        conv = [r["converged"] for r in records]
+        paper_loss = np.median([x for c in conv for x in c["paper_support_loss"]])
+        loss = np.median([x for c in conv for x in c["support_loss"]])
+        steps = np.median([x for c in conv for x in c["steps"]])
+        secs = np.median([x for c in conv for x in c["seconds"]])
+        cells = [_cell(summary(records, p)) for p in PROTOCOLS]
+        cells += [_cell(summary(records, p, "field_error")) for p in PROTOCOLS]
+        cells += [f"{paper_loss:.3g} → {loss:.3g}", f"{steps:.0f}", f"{secs:.2f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _latent_cell(records, path) -> str:
+    values = []
+    for r in records:
+        node = r
+        for key in path:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, int | float):
+            return "–"
+        values.append(node)
+    return f"{np.mean(values):.3g}"
+
+
+def _variant_table(found, stage, system) -> list[str]:
+    head = ("| variant | method | trajectory error, paper | trajectory error, converged | "
+            "training latents: median distance from their mean | test latents, paper: median "
+            "largest move | at the reach bound | converged: median largest move | beyond the "
+            "bound |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for variant in VARIANTS:
+        for method in CARRIERS if variant is not BASE else tuple(MODULATIONS):
+            records = found.get((stage, system, variant.name, method))
+            if not records:
+                continue
+            cells = [_cell(summary(records, p)) for p in PROTOCOLS]
+            cells += [_latent_cell(records, ("latents", "train_spread")),
+                      _latent_cell(records, ("latents", "paper", "median_max_move")),
+                      _latent_cell(records, ("latents", "paper", "at_reach")),
+                      _latent_cell(records, ("converged", "latents", "median_max_move")),
+                      _latent_cell(records, ("converged", "latents", "beyond_reach"))]  # fmt: skip
+            lines.append(f"| {variant.name} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _support_check(found) -> str:
+    """How many (unit, seed, function) have a converged support loss at or below the paper
+    protocol's (the protocol's check; never a tolerance)."""
+    total = ok = 0
+    for records in found.values():
+        for r in records:
+            c = r.get("converged")
+            if c is None:
+                continue
+            pairs = list(zip(c["support_loss"], c["paper_support_loss"]))
+            total += len(pairs)
+            ok += sum(a <= b for a, b in pairs)
+    return (f"Converged support loss at or below the paper protocol's: {ok} of {total} "
+            "(unit, seed, test function).")  # fmt: skip
+
+
+def write_tables(out: Path) -> str:
+    """``tables.md`` under ``out``: per stage and system, every method under both protocols
+    with their verdicts, the carriers' variants with the latent statistics, then the
+    protocol's rule 2 per stage. Returns the text."""
+    found = collect(out)
+    parts = ["# The study's tables (made by `python -m experiments.study`; see PROTOCOL.md)\n",
+             _support_check(found) + "\n"]  # fmt: skip
+    for stage, epochs in STAGES.items():
+        systems_done = [s for s in SYSTEMS if any(k[:2] == (stage, s) for k in found)]
+        if not systems_done:
+            continue
+        parts.append(f"## Stage {stage}: {epochs} epochs, width 32, depth 2, seeds "
+                     f"{list(SEEDS)}\n")  # fmt: skip
+        for system in systems_done:
+            parts.append(f"### {system}\n")
+            parts.append("\n".join(_method_table(found, stage, system)) + "\n")
+            for protocol in PROTOCOLS:
+                base = {m: {METRIC: summary(found[stage, system, "base", m], protocol)}
+                        for m in METHODS if (stage, system, "base", m) in found}  # fmt: skip
+                if len(base) == len(METHODS):
+                    for line in verdict_lines(
+                        system, {m: {k: v for k, v in s.items() if v} for m, s in base.items()}
+                    ):
+                        parts.append(f"- {protocol} protocol: {line}")
+                else:
+                    parts.append(f"- {protocol} protocol: verdict withheld, {len(base)} of "
+                                 f"{len(METHODS)} methods finished")  # fmt: skip
+            parts.append("\n" + "\n".join(_variant_table(found, stage, system)) + "\n")
+        parts.append(f"### Rule 2 at stage {stage}: both carriers ({', '.join(CARRIERS)}) "
+                     "beat the best optimisation-based method\n")  # fmt: skip
+        parts.append("| protocol | variant | systems where they do | the paper's ordering |")
+        parts.append("|---|---|---|---|")
+        parts += choice_verdicts(found, stage)
+        parts.append("")
+    text = "\n".join(parts) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables.md").write_text(text)
+    return text
