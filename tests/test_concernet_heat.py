@@ -1,6 +1,7 @@
 """ConCerNet's heat-equation stage (§4.3): autoencoder, latent map (eq. 9-10), decoded metrics,
 and the CLI end to end."""
 
+import functools
 import json
 
 import jax
@@ -10,6 +11,9 @@ import pytest
 
 from experiments import concernet
 from jaxmeta import conservation as cn
+from jaxmeta.systems import HeatEquation
+
+MU = jnp.zeros(0)  # the heat equation has no parameters
 
 
 def test_autoencoder_shapes_and_latent_map_shapes():
@@ -33,9 +37,10 @@ def test_latent_derivative_is_the_chain_rule_along_a_heat_trajectory():
     """ż from `to_latent` equals the central difference of E(x(t)) along an exact heat
     trajectory x(t) = exp(tA) x0 (the discretised heat equation is linear, ẋ = A x)."""
     with jax.enable_x64(True):
-        heat = cn.HeatEquation()
-        x0 = heat.sample_initial_state(jax.random.key(0), jnp.float64)
-        a = jax.jacfwd(heat.field)(x0)
+        heat, mu = HeatEquation(), jnp.zeros(0, jnp.float64)  # mu: the dtype of the states
+        x0 = heat.sample_initial_state(jax.random.key(0), mu)
+        assert x0.dtype == jnp.float64
+        a = jax.jacfwd(heat.vector_field)(x0, mu)
         ae = cn.Autoencoder(101, 9, dtype=jnp.float64, key=jax.random.key(1))
         # Fourth-order central difference: the stiff modes (rate up to 4/dy² = 400) make a
         # second-order stencil's truncation error ~h²·400³ too large at small t.
@@ -58,8 +63,8 @@ def test_heat_data_keep_the_total_and_the_pulse_data_move_the_centroid():
     the data; over the bumps' window t ∈ [0, 1] the centroid moves by under 5 %: a second,
     spurious near-invariant a contrastive loss can learn instead."""
     y = jnp.linspace(-5.0, 5.0, 101)
-    pulse = cn.HeatEquation(num_times=3)
-    bumps = cn.HeatEquation(initial="bumps", t1=1.0, num_times=3)
+    pulse = HeatEquation(num_times=3)
+    bumps = HeatEquation(initial="bumps", t1=1.0, num_times=3)
     for heat, shift in ((pulse, (0.3, 0.7)), (bumps, (0.0, 0.05))):
         xs = cn.make_trajectories(heat, 4, key=jax.random.key(0)).xs
         total = jnp.sum(xs, axis=-1)
@@ -67,7 +72,9 @@ def test_heat_data_keep_the_total_and_the_pulse_data_move_the_centroid():
         centroid = jnp.sum(xs * y[None, None], axis=-1) / total
         moved = jnp.abs(centroid[:, -1] - centroid[:, 0]) / jnp.abs(centroid[:, 0])
         assert jnp.all((shift[0] < moved) & (moved < shift[1])), (heat.initial, moved)
-    x0 = jax.vmap(pulse.sample_initial_state)(jax.random.split(jax.random.key(1), 64))
+    x0 = jax.vmap(pulse.sample_initial_state, (0, None))(
+        jax.random.split(jax.random.key(1), 64), MU
+    )
     assert x0.shape == (64, 101)
     # One unit-height pulse with its peak within [-1, 1] (the nearest node within dy/2).
     assert jnp.all(jnp.max(x0, axis=-1) > 0.98) and jnp.all(jnp.max(x0, axis=-1) <= 1.0)
@@ -75,11 +82,11 @@ def test_heat_data_keep_the_total_and_the_pulse_data_move_the_centroid():
 
 
 def test_training_reduces_reconstruction_loss():
-    heat = cn.HeatEquation(num_times=5, num_trajectories=6)
+    heat = HeatEquation(num_times=5, num_trajectories=6)
     data = cn.make_trajectories(heat, 6, key=jax.random.key(0))
     ae = cn.Autoencoder(101, 9, key=jax.random.key(1))
     fit = cn.train_autoencoder(
-        ae, data.xs, optimizer=optax.adam(1e-3), epochs=200, batch_trajectories=3,
+        ae, data.xs, optimiser=optax.adam(1e-3), epochs=200, batch_trajectories=3,
         key=jax.random.key(2),
     )  # fmt: skip
     assert fit.history.shape == (200,)
@@ -88,13 +95,14 @@ def test_training_reduces_reconstruction_loss():
     assert fit.history[-1] < 0.2 * fit.history[0]
 
 
-def test_evaluate_latent_decodes_and_scores_in_the_original_space():
+def test_evaluate_with_an_autoencoder_decodes_and_scores_in_the_original_space():
     """A zero latent field keeps z = E(x0), so every decoded state is D(E(x0)): the metrics
     are then the reconstruction error against the truth and the drift of Σu of D(E(x0))."""
-    heat = cn.HeatEquation(t1=0.2, num_times=6)
+    heat = HeatEquation(t1=0.2, num_times=6)
     truth = cn.make_trajectories(heat, 2, key=jax.random.key(0))
     ae = cn.Autoencoder(101, 9, key=jax.random.key(1))
-    m = cn.evaluate_latent(jnp.zeros_like, ae, heat.invariant, truth)
+    law = functools.partial(heat.invariant, mu=MU)
+    m = cn.evaluate(jnp.zeros_like, law, truth, autoencoder=ae)
     recon = jax.vmap(ae)(truth.xs[:, 0])
     assert m.rollouts.shape == truth.xs.shape
     assert jnp.allclose(m.rollouts, jnp.broadcast_to(recon[:, None], truth.xs.shape), atol=1e-5)
@@ -109,7 +117,7 @@ def test_evaluate_latent_decodes_and_scores_in_the_original_space():
 def test_argument_errors():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="`initial` must be 'pulse' or 'bumps', got initial='x'"):
-        cn.HeatEquation(initial="x")
+        HeatEquation(initial="x")
     with pytest.raises(ValueError, match="`code_dim` must be an int in \\[1, dim=101\\]"):
         cn.Autoencoder(101, 0, key=key)
     with pytest.raises(ValueError, match="code_dim=-3"):
@@ -130,17 +138,21 @@ def test_argument_errors():
         cn.to_latent(cn.InvariantNet(101, 1, key=key), jnp.zeros(101), jnp.zeros(101))
     adam = optax.adam(1e-3)
     with pytest.raises(ValueError, match="state dimension 101"):
-        cn.train_autoencoder(ae, wrong, optimizer=adam, epochs=1, batch_trajectories=1, key=key)
+        cn.train_autoencoder(ae, wrong, optimiser=adam, epochs=1, batch_trajectories=1, key=key)
     with pytest.raises(ValueError, match="`xs` must have shape \\(traj, time, dim\\)"):
-        cn.train_autoencoder(ae, jnp.zeros((4, 101)), optimizer=adam, epochs=1, key=key)
+        cn.train_autoencoder(ae, jnp.zeros((4, 101)), optimiser=adam, epochs=1, key=key)
     with pytest.raises(ValueError, match="`epochs` must be >= 1, got epochs=0"):
-        cn.train_autoencoder(ae, jnp.zeros((2, 3, 101)), optimizer=adam, epochs=0, key=key)
+        cn.train_autoencoder(ae, jnp.zeros((2, 3, 101)), optimiser=adam, epochs=0, key=key)
+    heat = HeatEquation()
+    law = functools.partial(heat.invariant, mu=MU)
     truth = cn.Trajectories(xs=wrong, dxs=wrong, ts=jnp.linspace(0.0, 1.0, 3))
     with pytest.raises(ValueError, match="`truth.xs` must end in"):
-        cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation().invariant, truth)
+        cn.evaluate(jnp.zeros_like, law, truth, autoencoder=ae)
     ok = cn.Trajectories(xs=jnp.zeros((2, 3, 101)), dxs=jnp.zeros((2, 3, 101)), ts=truth.ts)
     with pytest.raises(TypeError, match="`invariant` must be the true invariant"):
-        cn.evaluate_latent(jnp.zeros_like, ae, cn.HeatEquation(), ok)  # a system, not its law
+        cn.evaluate(jnp.zeros_like, heat, ok, autoencoder=ae)  # a system, not its law
+    with pytest.raises(TypeError, match="`autoencoder` must be an Autoencoder"):
+        cn.evaluate(jnp.zeros_like, law, ok, autoencoder=cn.InvariantNet(101, 1, key=key))
 
 
 @pytest.mark.parametrize(
@@ -163,7 +175,7 @@ def test_cli_heat_end_to_end(tmp_path, ics, data):
     for k in ("mse_baseline", "mse_concernet", "violation_sq_baseline", "violation_sq_concernet"):
         assert jnp.isfinite(run[k]) and run[k] > 0, k
     assert set(run["final_loss"]) == {"autoencoder", "invariant", "baseline", "concernet"}
-    assert results["meta"]["config"]["ae_epochs"] == "3"
+    assert results["meta"]["config"]["ae_epochs"] == 3
     table = (out / "table.md").read_text()
     assert "| Heat equation | 0.133 ± 0.054 |" in table and "9-dim autoencoder latent" in table
     assert f"heat: {ics} initial states, {data} trajectories" in table

@@ -14,6 +14,7 @@ import pytest
 from experiments import concernet_meta
 from jaxmeta import conservation as cn
 from jaxmeta.modulation import FullWeight, LowRank, RankOne, Shift
+from jaxmeta.systems import SpringFamily, SpringMass
 
 
 @functools.cache
@@ -29,14 +30,14 @@ def _tiny(modulation=None, *, dim=2, m=1, weight_scale=1e-1, seed=0):
 def _family_data(key):
     """Two systems of two trajectories (the shapes of the CLI test: one compiled solve)."""
     k1, k2 = jax.random.split(key)
-    family = cn.SpringFamily()
+    family = SpringFamily()
     mu = family.sample_params(k1, 2)
-    return family, mu, cn.family_trajectories(family, mu, 2, key=k2)
+    return family, mu, cn.make_trajectories(family, 2, mu=mu, key=k2)
 
 
 @eqx.filter_jit
 def _orthogonality(model, z_inv, z_dyn, x):
-    f = model.field(z_inv, z_dyn)(x)
+    f = model(z_inv, z_dyn)(x)
     grads = jax.jacrev(model.invariant(z_inv))(x)
     scale = jnp.linalg.norm(model.dynamics(z_dyn)(x)) * jnp.linalg.norm(grads, axis=-1)
     return jnp.linalg.norm(f), jnp.abs(grads @ f), scale
@@ -66,7 +67,7 @@ def test_zero_codes_and_zero_latents_give_the_unmodulated_networks():
     z = jnp.zeros(3)
     x = jnp.array([0.3, -0.7])
     plain = cn.Projected(model.dynamics.base, model.invariant.base)
-    assert jnp.array_equal(model.field(z, z)(x), plain(x))
+    assert jnp.array_equal(model(z, z)(x), plain(x))
     assert jnp.array_equal(model.invariant(z)(x), model.invariant.base(x))
 
 
@@ -75,7 +76,7 @@ def test_vmapped_adaptation_equals_a_loop_and_changes_only_latents():
     _, _, data = _family_data(k[0])
     model = _tiny()
     z_inv, z_dyn = 0.1 * jax.random.normal(k[2], (2, 5, 3))
-    kw = dict(num_support=2, steps=5, optimizer=optax.adam(1e-2))  # one object: one compile
+    kw = dict(num_support=2, steps=5, optimiser=optax.adam(1e-2))  # one object: one compile
     out = cn.adapt_meta_concernet(model, z_inv, z_dyn, data.xs, data.dxs, **kw)
     assert out.z_inv.shape == out.z_dyn.shape == (2, 3)
     assert out.losses_inv.shape == out.losses_dyn.shape == (2, 5)
@@ -85,7 +86,11 @@ def test_vmapped_adaptation_equals_a_loop_and_changes_only_latents():
         assert jnp.allclose(one.z_inv[0], out.z_inv[i], atol=1e-5)
         assert jnp.allclose(one.z_dyn[0], out.z_dyn[i], atol=1e-5)
     # Base networks and hypernetworks bit-identical; the latents moved from the mean.
-    assert eqx.tree_equal(out.model, model)
+    assert eqx.tree_equal(out.meta_model, model)
+    x = data.xs[1, 0, 3]  # system 1's adapted model is the meta-model at its latents
+    assert jnp.array_equal(out.model(1)(x), model(out.z_inv[1], out.z_dyn[1])(x))
+    with pytest.raises(IndexError, match="`i` must be an int in \\[-2, 2\\), got i=2"):
+        out.model(2)
     assert jnp.all(jnp.any(out.z_inv != jnp.mean(z_inv, axis=0, keepdims=True), axis=-1))
     assert jnp.all(jnp.any(out.z_dyn != jnp.mean(z_dyn, axis=0, keepdims=True), axis=-1))
     assert jnp.all(jnp.isfinite(out.losses_dyn))
@@ -96,7 +101,7 @@ def test_training_loss_falls_on_a_tiny_family():
     _, _, data = _family_data(k[0])
     model = _tiny()
     adam = optax.adam(1e-2)
-    common = dict(optimizer=adam, epochs=100, batch_trajectories=2, chunk=100)
+    common = dict(optimiser=adam, epochs=100, batch_trajectories=2, chunk=100)
     s1 = cn.train_meta_invariant(model, data.xs, key=k[2], **common)
     assert s1.latents.shape == (2, 3) and s1.history.shape == (100,)
     assert s1.history[-1] < 0.75 * s1.history[0]
@@ -109,10 +114,10 @@ def test_training_loss_falls_on_a_tiny_family():
 
 def test_spring_family_at_the_spring_mass_parameters_is_the_spring_mass():
     x = jnp.array([0.4, -0.9])
-    spring, family = cn.SpringMass(), cn.SpringFamily()
+    spring, family, empty = SpringMass(), SpringFamily(), jnp.zeros(0)
     mu = jnp.array([0.5, 2.0])  # (m, k)
-    assert jnp.allclose(spring.field(x), family.field(x, mu))
-    assert jnp.allclose(spring.invariant(x), family.invariant(x, mu))
+    assert jnp.allclose(spring.vector_field(x, empty), family.vector_field(x, mu))
+    assert jnp.allclose(spring.invariant(x, empty), family.invariant(x, mu))
     _, mus, data = _family_data(jax.random.key(3))
     assert mus.shape == (2, 2) and data.xs.shape == (2, 2, 30, 2) and data.ts.shape == (2, 30)
     lo, hi = np.array(family.param_ranges).T  # rows of mu: (m, k) within their ranges
@@ -120,9 +125,9 @@ def test_spring_family_at_the_spring_mass_parameters_is_the_spring_mass():
     for i in range(2):  # each system's field is tangent to its own energy's level sets
         mu = mus[i]
         x = data.xs[i, 0, 3]
-        assert jnp.allclose(data.dxs[i, 0, 3], family.field(x, mu))
+        assert jnp.allclose(data.dxs[i, 0, 3], family.vector_field(x, mu))
         grad = jax.grad(lambda y, mu=mu: family.invariant(y, mu)[0])(x)
-        assert jnp.abs(grad @ family.field(x, mu)) < 1e-5
+        assert jnp.abs(grad @ family.vector_field(x, mu)) < 1e-5
         h0 = family.invariant(data.xs[i, 0, 0], mu)
         assert jnp.allclose(family.invariant(x, mu), h0, rtol=1e-3)
 
@@ -132,35 +137,35 @@ def test_argument_errors():
         cn.MetaConCerNet(2, 1, modulation=RankOne(), latent_dim=0, key=jax.random.key(0))
     with pytest.raises(TypeError, match="modulation='ro'"):  # names belong to the registry
         cn.MetaConCerNet(2, 1, modulation="ro", key=jax.random.key(0))
-    family = cn.SpringFamily()
+    family = SpringFamily()
     with pytest.raises(ValueError, match="n=0"):
         family.sample_params(jax.random.key(0), 0)
     with pytest.raises(ValueError, match="stiffness"):
-        cn.SpringFamily(stiffness=(-1.0, 1.0))
-    with pytest.raises(ValueError, match="`mu` \\(rows \\(m, k\\)\\) must be positive"):
-        cn.family_trajectories(family, -jnp.ones((2, 2)), 2, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="`mu` must have shape \\(systems, 2\\)"):
-        cn.family_trajectories(family, jnp.ones(2), 2, key=jax.random.key(0))
+        SpringFamily(stiffness=(-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"`mu` for spring_family \(m, k\) must be positive"):
+        cn.make_trajectories(family, 2, mu=-jnp.ones((2, 2)), key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"must have shape \(2,\) or \(systems, 2\)"):
+        cn.make_trajectories(family, 2, mu=jnp.ones(3), key=jax.random.key(0))
     model = _tiny()
     xs = jnp.ones((2, 4, 5, 2))
     z = jnp.zeros((3, 3))
     adam = optax.adam(1e-2)
     with pytest.raises(ValueError, match=r"num_support=10"):
-        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=adam, num_support=10)
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimiser=adam, num_support=10)
     with pytest.raises(ValueError, match=r"num_support=1"):
-        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=adam, num_support=1)
-    with pytest.raises(TypeError, match="`optimizer` must be an optax.GradientTransformation"):
-        cn.adapt_meta_concernet(model, z, z, xs, xs, optimizer=1e-2)
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimiser=adam, num_support=1)
+    with pytest.raises(TypeError, match="`optimiser` must be an optax.GradientTransformation"):
+        cn.adapt_meta_concernet(model, z, z, xs, xs, optimiser=1e-2)
     with pytest.raises(ValueError, match="`train_z_dyn` must have shape"):
-        cn.adapt_meta_concernet(model, z, jnp.zeros((3, 2)), xs, xs, optimizer=adam)
+        cn.adapt_meta_concernet(model, z, jnp.zeros((3, 2)), xs, xs, optimiser=adam)
     with pytest.raises(ValueError, match="`xs` must have shape"):
         cn.train_meta_invariant(
-            model, jnp.ones((4, 5, 2)), optimizer=optax.adam(1e-3), epochs=1,
+            model, jnp.ones((4, 5, 2)), optimiser=optax.adam(1e-3), epochs=1,
             key=jax.random.key(0),
         )  # fmt: skip
     with pytest.raises(ValueError, match="`latents` must have shape"):
         cn.train_meta_invariant(
-            model, xs, optimizer=optax.adam(1e-3), epochs=1, batch_trajectories=2,
+            model, xs, optimiser=optax.adam(1e-3), epochs=1, batch_trajectories=2,
             latents=jnp.zeros((5, 3)), key=jax.random.key(0),
         )  # fmt: skip
 
@@ -184,7 +189,9 @@ def test_cli_end_to_end(tmp_path):
             for r, value in zip(runs, per_seed):
                 systems = r["per_system_scores"][method][metric]
                 assert len(systems) == 2 and value == pytest.approx(np.mean(systems), rel=1e-12)
-            mean, std = results["summary"][f"{metric}_{method}"]
+            cell = results["summary"][f"{metric}_{method}"]
+            mean, std = cell["mean"], cell["std"]
+            assert cell["per_seed"] == per_seed
             assert np.isfinite(mean) and std > 0, (method, metric)
             assert mean == pytest.approx(np.mean(per_seed), rel=1e-12)
             assert std == pytest.approx(np.std(per_seed), rel=1e-12)
@@ -221,3 +228,24 @@ def test_cli_bad_flags_fail_before_any_work(module, argv, message, tmp_path, cap
         main([*argv, "--out", str(tmp_path / "out")])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing generated or written
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("concernet", ["--system", "sprin"], "--system: unknown 'sprin'"),
+        ("concernet", ["--eval-points", "2"], "--eval-points must be >= 3, got 2"),
+        ("concernet_meta", ["--eval-points", "2"], "--eval-points must be >= 3, got 2"),
+        ("concernet_meta", ["--stiffness", "2", "1"], "--stiffness must be LOW HIGH with 0 < LOW"),
+        ("concernet_meta", ["--support", "1"], "--support must be >= 2"),
+    ],
+)
+def test_cli_flags_of_one_command_fail_with_status_2(module, argv, message, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"experiments.{module}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

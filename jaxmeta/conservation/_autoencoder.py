@@ -1,6 +1,7 @@
 """ConCerNet on a large system (§4.3, heat equation): an autoencoder compresses states, the
 invariant and the dynamics are learned on latent trajectories ``(z, ż)`` (eq. 9–10), and
-latent rollouts are decoded and scored in the original space (their Table 1)."""
+latent rollouts are decoded and scored in the original space (`evaluate` with an
+``autoencoder``, their Table 1)."""
 
 from collections.abc import Callable, Sequence
 
@@ -10,9 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._evaluate import Invariant, RolloutMetrics, check_invariant, rk4_rollouts, score
 from ._fit import ConCerNetFit, fit_minibatches
-from ._systems import Trajectories
 
 
 class _TanhStack(eqx.Module):
@@ -90,9 +89,11 @@ class Autoencoder(eqx.Module):
         return self.decode(self.encode(x))
 
 
-def _check_states(ae, name, xs):
+def check_states(ae, name: str, xs, *, arg: str = "ae") -> None:
+    """Raise unless ``ae`` (the argument ``arg``) is an `Autoencoder` and ``xs`` (the
+    argument ``name``) ends in its state dimension."""
     if not isinstance(ae, Autoencoder):
-        raise TypeError(f"`ae` must be an Autoencoder, got {type(ae).__name__}.")
+        raise TypeError(f"`{arg}` must be an Autoencoder, got {type(ae).__name__}.")
     if xs.ndim < 1 or xs.shape[-1] != ae.dim:
         raise ValueError(
             f"`{name}` must end in the autoencoder's state dimension {ae.dim}, got shape "
@@ -110,7 +111,7 @@ def train_autoencoder(
     ae: Autoencoder,
     xs: Float[Array, "traj time dim"],
     *,
-    optimizer: optax.GradientTransformation,
+    optimiser: optax.GradientTransformation,
     epochs: int,
     batch_trajectories: int = 10,
     progress: Callable[[int], None] | None = None,
@@ -120,15 +121,14 @@ def train_autoencoder(
     """Fit ``ae`` by the reconstruction MSE on minibatches of ``batch_trajectories`` whole
     trajectories (pass ``xs.reshape(-1, 1, dim)`` for minibatches of single points).
 
-    Same loop as `train_invariant`/`train_dynamics` (`fit_minibatches`: epochs inside
-    `jax.lax.scan`, ``chunk`` epochs per jitted call, ``progress(n)`` after each chunk, one key
-    per epoch). Returns the trained autoencoder and the mean minibatch loss of each epoch.
+    The loop, ``chunk``, ``progress`` and the key scheme are `train_invariant`'s. Returns a
+    `ConCerNetFit`: the trained autoencoder and the mean minibatch loss of each epoch.
     """
-    _check_states(ae, "xs", xs)
+    check_states(ae, "xs", xs)
     if xs.ndim != 3:
         raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
     return fit_minibatches(
-        ae, _reconstruction_objective, xs, optimizer=optimizer, epochs=epochs,
+        ae, _reconstruction_objective, xs, optimiser=optimiser, epochs=epochs,
         batch_trajectories=batch_trajectories, progress=progress, chunk=chunk, key=key,
     )  # fmt: skip
 
@@ -142,7 +142,7 @@ def to_latent(
 
     **Returns:** ``(z, ż)``, each of shape ``(*batch, code_dim)``.
     """
-    _check_states(ae, "xs", xs)
+    check_states(ae, "xs", xs)
     if dxs.shape != xs.shape:
         raise ValueError(
             f"`xs` and `dxs` must have the same shape, got {xs.shape} and {dxs.shape}."
@@ -151,25 +151,3 @@ def to_latent(
     z, dz = jax.vmap(lambda x, dx: jax.jvp(ae.encode, (x,), (dx,)))(flat_x, flat_dx)
     lead = xs.shape[:-1]
     return z.reshape(*lead, ae.code_dim), dz.reshape(*lead, ae.code_dim)
-
-
-def evaluate_latent(
-    field: Callable[[Float[Array, " code"]], Float[Array, " code"]],
-    ae: Autoencoder,
-    invariant: Invariant,
-    truth: Trajectories,
-    *,
-    substeps: int = 1,
-) -> RolloutMetrics:
-    """Table-1 metrics of a latent model, in the original space (as the authors'
-    ``eval_ae``): roll ``field`` out by RK4 from ``z_0 = E(x_0)`` of each true trajectory,
-    decode ``x̂_t = D(ẑ_t)`` and score ``x̂`` against ``truth`` with the TRUE invariant
-    ``invariant`` of a state (``system.invariant``) — the same metrics as `evaluate`. The
-    autoencoder's reconstruction error enters both metrics from ``t = 0`` on (the paper's
-    "initial conservation violation").
-    """
-    _check_states(ae, "truth.xs", truth.xs)
-    check_invariant(invariant)
-    z0 = jax.vmap(ae.encode)(truth.xs[:, 0])
-    pred = jax.vmap(jax.vmap(ae.decode))(rk4_rollouts(field, z0, truth.ts, substeps))
-    return score(pred, invariant, truth)

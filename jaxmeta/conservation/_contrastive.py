@@ -45,7 +45,7 @@ class InvariantNet(eqx.Module):
         return self.mlp(x)
 
 
-def batch_normalise(h: Float[Array, "batch m"], *, eps: float = 1e-6) -> Float[Array, "batch m"]:
+def _batch_normalise(h: Float[Array, "batch m"], *, eps: float = 1e-6) -> Float[Array, "batch m"]:
     """Standardise each latent coordinate over the batch (eq. 8): ``(h − μ_batch) / σ_batch``.
 
     Stops the contrastive loss from collapsing the latent (a constant ``H`` would make every
@@ -71,7 +71,7 @@ def _flat_latents(h):
     return h.reshape(n * t, m)
 
 
-def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
+def _nce(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
     """Eq. 4 on latents ``h[i, t] = H(x_t^i)`` (already normalised, if wanted).
 
     For every anchor ``(i, t1)``: ``−log(Σ_{t2≠t1} e^{−‖h_i,t1 − h_i,t2‖²} /
@@ -92,7 +92,7 @@ def contrastive_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array
     return jnp.mean(log_den - log_num)
 
 
-def square_ratio_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
+def _square_ratio(h: Float[Array, "traj time m"]) -> Float[Array, ""]:
     """The loss the authors' code actually trains with (``square_ratio`` in their
     ``train_contrastive_conservation.py``, its default, and the one their Kepler script uses):
     for every anchor ``(i, t1)`` and positive ``(i, t2)``, ``t2 ≠ t1``, the ratio
@@ -112,7 +112,8 @@ def square_ratio_loss_from_latents(h: Float[Array, "traj time m"]) -> Float[Arra
     return jnp.sum(jnp.where(positive, dist / total, 0.0)) / (n * t * (t - 1))
 
 
-LOSSES = {"nce": contrastive_loss_from_latents, "square_ratio": square_ratio_loss_from_latents}
+#: The stage-1 losses by name (the `loss` argument of `contrastive_loss`).
+LOSSES = {"nce": _nce, "square_ratio": _square_ratio}
 
 
 def contrastive_loss(
@@ -130,7 +131,9 @@ def contrastive_loss(
     - `xs`: a batch of trajectories, shape ``(traj, time, dim)``; each trajectory is a class.
     - `normalise`: batch-normalise the latents over all ``traj · time`` points first (eq. 8).
     - `loss`: ``"nce"`` (eq. 4 of the paper) or ``"square_ratio"`` (the scale-free ratio the
-      authors' code trains with; see `square_ratio_loss_from_latents`).
+      authors' code trains with: for every anchor and positive, their squared distance over the
+      sum of the anchor's squared distances to every other point, averaged over the pairs;
+      scale-free, so it needs no batch normalisation).
 
     **Returns:** the scalar loss; lower means points of one trajectory are closer in latent
     space than points of different trajectories.
@@ -142,5 +145,5 @@ def contrastive_loss(
     n, t, dim = xs.shape
     h = jax.vmap(lambda x: jnp.atleast_1d(invariant(x)))(xs.reshape(n * t, dim))
     if normalise:
-        h = batch_normalise(h)
+        h = _batch_normalise(h)
     return LOSSES[loss](h.reshape(n, t, h.shape[-1]))

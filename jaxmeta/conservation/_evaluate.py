@@ -1,5 +1,7 @@
-"""The rollout metrics of ConCerNet's Table 1: RK4 rollouts of a learned field from the test
-initial states, scored against the truth with the true invariants."""
+"""The rollout metrics of ConCerNet's Table 1: RK4 rollouts (`jaxmeta.rollout`) of a learned
+field from the test initial states, scored against the truth with the true invariants; for a
+model learned in an autoencoder's latent space (§4.3), decoded and scored in the original
+space."""
 
 from collections.abc import Callable
 
@@ -9,37 +11,23 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_int
-from ..data import simulate
-from ._systems import Trajectories
+from .._rollout import rollout
+from ._autoencoder import Autoencoder, check_states
+from ._trajectories import Trajectories
 
 Field = Callable[[Float[Array, " dim"]], Float[Array, " dim"]]
 Invariant = Callable[[Float[Array, " dim"]], Float[Array, " k"]]
 
 
-def rk4_rollout(
-    field: Field,
-    x0: Float[Array, " dim"],
-    ts: Float[Array, " time"],
-    *,
-    substeps: int = 1,
-) -> Float[Array, "time dim"]:
-    """Classical RK4 rollout of ``field`` from ``x0``, ``substeps`` equal steps per interval
-    of the (uniform) grid ``ts``, returned on ``ts`` (no interpolation).
-
-    The rollout of ConCerNet's metrics (`evaluate`); for Diffrax rollouts with other solvers
-    see `jaxmeta.rollout`.
-    """
-    check_int("substeps", substeps)
-    fine = jnp.linspace(ts[0], ts[-1], (ts.shape[0] - 1) * substeps + 1)
-    return simulate(field, x0, fine)[::substeps]
-
-
 @eqx.filter_jit
-def rk4_rollouts(
+def _rollouts(
     field: Field, x0s: Float[Array, "traj dim"], ts: Float[Array, " time"], substeps: int
 ) -> Float[Array, "traj time dim"]:
-    """`rk4_rollout` from each of ``x0s`` (vmapped, jitted); shared with `evaluate_latent`."""
-    return jax.vmap(lambda x0: rk4_rollout(field, x0, ts, substeps=substeps))(x0s)
+    """Classical RK4 (`jaxmeta.rollout`'s default) from each of ``x0s``: ``substeps`` equal
+    steps per interval of the uniform grid ``ts``, every step end saved, then ``ts`` kept
+    (no interpolation)."""
+    fine = jnp.linspace(ts[0], ts[-1], (ts.shape[0] - 1) * substeps + 1)
+    return jax.vmap(lambda x0: rollout(field, x0, fine)[::substeps])(x0s)
 
 
 class RolloutMetrics(eqx.Module):
@@ -60,12 +48,12 @@ class RolloutMetrics(eqx.Module):
     rollouts: Float[Array, "traj time dim"]
 
 
-def check_invariant(invariant) -> None:
-    """Raise a `TypeError` unless ``invariant`` is callable (e.g. ``system.invariant``)."""
+def _check_invariant(invariant) -> None:
     if not callable(invariant):
         raise TypeError(
             "`invariant` must be the true invariant x -> I(x) of one state (e.g. "
-            f"`system.invariant`), got {type(invariant).__name__}."
+            "`functools.partial(system.invariant, mu=mu)`), got "
+            f"{type(invariant).__name__}."
         )
 
 
@@ -75,20 +63,41 @@ def evaluate(
     truth: Trajectories,
     *,
     substeps: int = 1,
+    autoencoder: Autoencoder | None = None,
 ) -> RolloutMetrics:
-    """Roll ``field`` out by `rk4_rollout` from the initial states of ``truth`` and score it
-    (Table 1) with the true invariant ``invariant`` (``system.invariant``; for a member of a
-    parametric family, ``lambda x: family.invariant(x, mu)``)."""
-    check_invariant(invariant)
-    return score(rk4_rollouts(field, truth.xs[:, 0], truth.ts, substeps), invariant, truth)
+    """Roll ``field`` out from the initial states of ``truth`` and score it (Table 1) with the
+    true invariant.
+
+    **Arguments:**
+
+    - `field`: the learned (or true) vector field of one state, ``x -> dx/dt``.
+    - `invariant`: the TRUE invariant of one state, ``x -> I(x)``, shape ``(k,)``: for a
+      system ``functools.partial(system.invariant, mu=mu)`` (the system itself is refused).
+    - `truth`: one system's `Trajectories`; rollouts start at ``truth.xs[:, 0]`` and are saved
+      on ``truth.ts`` (uniform).
+    - `substeps`: RK4 steps (`jaxmeta.rollout`) per save interval.
+    - `autoencoder`: for a ``field`` of codes (§4.3, as the authors' ``eval_ae``): roll out
+      from ``z_0 = E(x_0)``, decode ``x̂_t = D(ẑ_t)`` and score ``x̂`` in the original space;
+      the reconstruction error enters both metrics from ``t = 0`` on (the paper's "initial
+      conservation violation").
+    """
+    _check_invariant(invariant)
+    check_int("substeps", substeps)
+    if autoencoder is None:
+        pred = _rollouts(field, truth.xs[:, 0], truth.ts, substeps)
+    else:
+        check_states(autoencoder, "truth.xs", truth.xs, arg="autoencoder")
+        z0 = jax.vmap(autoencoder.encode)(truth.xs[:, 0])
+        codes = _rollouts(field, z0, truth.ts, substeps)
+        pred = jax.vmap(jax.vmap(autoencoder.decode))(codes)
+    return _score(pred, invariant, truth)
 
 
-def score(
+def _score(
     pred: Float[Array, "traj time dim"], invariant: Invariant, truth: Trajectories
 ) -> RolloutMetrics:
     """Table-1 metrics of predicted trajectories ``pred`` against ``truth`` (same initial
-    states, same times), with the true invariant ``invariant`` of one state."""
-    check_invariant(invariant)
+    states, same times)."""
     inv = jax.vmap(jax.vmap(invariant))
     i0 = jax.vmap(invariant)(truth.xs[:, 0])[:, None, :]
     sq = jnp.mean((pred - truth.xs) ** 2, axis=-1)

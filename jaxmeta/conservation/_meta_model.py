@@ -18,7 +18,8 @@ class MetaConCerNet(eqx.Module):
 
     ``invariant(z_inv)`` is an `InvariantNet` and ``dynamics(z_dyn)`` an MLP field, each
     ``modulation.apply(base, hypernet(z))`` (see `jaxmeta.modulation.Modulated`); the system
-    model is ``Projected(dynamics(z_dyn), invariant(z_inv))`` (`field`), so its flow conserves
+    model is ``Projected(dynamics(z_dyn), invariant(z_inv))`` (calling the model with the two
+    latents, as a `jaxmeta.modulation.Modulated` with one), so its flow conserves
     the learned invariant of that system exactly (eq. 6). The two latents are separate: stage 1
     learns ``z_inv`` with the invariant, stage 2 ``z_dyn`` with the dynamics.
 
@@ -70,8 +71,9 @@ class MetaConCerNet(eqx.Module):
         """The size of each modulation latent."""
         return self.invariant.latent_dim
 
-    def field(self, z_inv: Float[Array, " latent"], z_dyn: Float[Array, " latent"]) -> Projected:
-        """The projected field of one system: ``Projected(dynamics(z_dyn), invariant(z_inv))``."""
+    def __call__(self, z_inv: Float[Array, " latent"], z_dyn: Float[Array, " latent"]) -> Projected:
+        """The model of one system, its projected field
+        ``Projected(dynamics(z_dyn), invariant(z_inv))``."""
         return Projected(self.dynamics(z_dyn), self.invariant(z_inv))
 
 
@@ -97,7 +99,7 @@ def dynamics_loss(
 ) -> Float[Array, ""]:
     """One system's stage-2 loss: the MSE on ``ẋ`` (eq. 7) of its projected field plus the
     modulation's penalty. Training and adaptation both minimise it."""
-    return derivative_mse(model.field(z_inv, z_dyn), (xs, dxs)) + model.dynamics.penalty(z_dyn)
+    return derivative_mse(model(z_inv, z_dyn), (xs, dxs)) + model.dynamics.penalty(z_dyn)
 
 
 def check_latents(name: str, latents, num_systems: int | None, latent_dim: int) -> None:

@@ -1,6 +1,6 @@
 """Meta-training of a `MetaConCerNet` by auto-decoding across a parametric family (DeepSDF-style:
 the shared networks and one persistent latent per training system, learned jointly by one
-optimizer step per minibatch), in ConCerNet's two stages."""
+optimiser step per minibatch), in ConCerNet's two stages."""
 
 from collections.abc import Callable
 
@@ -11,7 +11,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._contrastive import LOSSES
-from ._fit import fit_minibatches
+from ._fit import ConCerNetFit, fit_minibatches
 from ._meta_model import (
     MetaConCerNet,
     check_family_data,
@@ -19,19 +19,6 @@ from ._meta_model import (
     dynamics_loss,
     invariant_loss,
 )
-
-
-class MetaConCerNetFit(eqx.Module):
-    """A meta-trained model, the per-system latents of the stage and its loss history.
-
-    **Fields:** `model` (the `MetaConCerNet`), `latents` (``(systems, latent_dim)``: ``z_inv``
-    after stage 1, ``z_dyn`` after stage 2), `history` (mean minibatch loss, averaged over
-    systems, of each epoch).
-    """
-
-    model: MetaConCerNet
-    latents: Float[Array, "systems latent"]
-    history: Float[Array, " epochs"]
 
 
 class _Stage1(eqx.Module):
@@ -81,7 +68,7 @@ def train_meta_invariant(
     model: MetaConCerNet,
     xs: Float[Array, "systems traj time dim"],
     *,
-    optimizer: optax.GradientTransformation,
+    optimiser: optax.GradientTransformation,
     epochs: int,
     batch_trajectories: int = 10,
     normalise: bool = True,
@@ -90,7 +77,7 @@ def train_meta_invariant(
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
     key: PRNGKeyArray,
-) -> MetaConCerNetFit:
+) -> ConCerNetFit:
     """Stage 1 by auto-decoding: the modulated invariant and one latent ``z_inv`` per training
     system, jointly, by the contrastive loss (eq. 4, batch-normalised per system by default)
     of each system's trajectories, vmapped over systems and averaged (plus the modulation's
@@ -101,13 +88,14 @@ def train_meta_invariant(
 
     - `model`: the `MetaConCerNet` to train.
     - `xs`: training trajectories, shape ``(systems, traj, time, dim)``.
-    - `optimizer`, `epochs`, `batch_trajectories`, `progress`, `chunk`, `key`: as in
-      `fit_minibatches` (its loop and key scheme).
+    - `optimiser`, `epochs`, `batch_trajectories`, `progress`, `chunk`, `key`: as in
+      `train_invariant` (its loop and key scheme).
     - `normalise`, `loss`: the contrastive loss's options (as in `train_invariant`).
     - `latents`: initial latents ``(systems, latent_dim)``, persistent across epochs (default
       zeros: the base network at start for `Shift` and `RankOne`).
 
-    **Returns:** a `MetaConCerNetFit` whose `latents` are the ``z_inv``.
+    **Returns:** a `ConCerNetFit` of the `MetaConCerNet` whose `latents` are the ``z_inv`` and
+    whose `history` is averaged over systems.
     """
     check_family_data("xs", xs)
     if loss not in LOSSES:
@@ -116,10 +104,10 @@ def train_meta_invariant(
     spec = _trainable(params, lambda p: p.model.invariant, lambda p: p.z_inv)
     fit = fit_minibatches(
         params, _MetaContrastive(normalise=normalise, loss=loss), jnp.swapaxes(xs, 0, 1),
-        optimizer=optimizer, epochs=epochs, batch_trajectories=batch_trajectories,
+        optimiser=optimiser, epochs=epochs, batch_trajectories=batch_trajectories,
         trainable=spec, progress=progress, chunk=chunk, key=key,
     )  # fmt: skip
-    return MetaConCerNetFit(model=fit.model.model, latents=fit.model.z_inv, history=fit.history)
+    return ConCerNetFit(model=fit.model.model, history=fit.history, latents=fit.model.z_inv)
 
 
 def train_meta_dynamics(
@@ -128,22 +116,22 @@ def train_meta_dynamics(
     xs: Float[Array, "systems traj time dim"],
     dxs: Float[Array, "systems traj time dim"],
     *,
-    optimizer: optax.GradientTransformation,
+    optimiser: optax.GradientTransformation,
     epochs: int,
     batch_trajectories: int = 10,
     latents: Float[Array, "systems latent"] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 50,
     key: PRNGKeyArray,
-) -> MetaConCerNetFit:
+) -> ConCerNetFit:
     """Stage 2 by auto-decoding: the modulated dynamics and one latent ``z_dyn`` per training
     system, jointly, by the MSE on ``ẋ`` (eq. 7) of each system's projected field
     ``Projected(dynamics(z_dyn), invariant(z_inv))``, vmapped over systems and averaged. The
     invariant network and its latents `z_inv` (from `train_meta_invariant`) stay frozen.
 
     Arguments as `train_meta_invariant`'s, with ``dxs`` (the shape of ``xs``) and the frozen
-    ``z_inv`` (``(systems, latent_dim)``). **Returns:** a `MetaConCerNetFit` whose `latents`
-    are the ``z_dyn``.
+    ``z_inv`` (``(systems, latent_dim)``). **Returns:** a `ConCerNetFit` whose `latents` are
+    the ``z_dyn``.
     """
     check_family_data("xs", xs)
     if dxs.shape != xs.shape:
@@ -153,7 +141,7 @@ def train_meta_dynamics(
     spec = _trainable(params, lambda p: p.model.dynamics, lambda p: p.z_dyn)
     fit = fit_minibatches(
         params, _meta_mse, (jnp.swapaxes(xs, 0, 1), jnp.swapaxes(dxs, 0, 1)),
-        optimizer=optimizer, epochs=epochs, batch_trajectories=batch_trajectories,
+        optimiser=optimiser, epochs=epochs, batch_trajectories=batch_trajectories,
         trainable=spec, progress=progress, chunk=chunk, key=key,
     )  # fmt: skip
-    return MetaConCerNetFit(model=fit.model.model, latents=fit.model.z_dyn, history=fit.history)
+    return ConCerNetFit(model=fit.model.model, history=fit.history, latents=fit.model.z_dyn)

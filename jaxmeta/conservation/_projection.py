@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
-def gram_schmidt(vectors: Float[Array, "m dim"], *, eps: float = 1e-5) -> Float[Array, "m dim"]:
+def _gram_schmidt(vectors: Float[Array, "m dim"], *, eps: float = 1e-5) -> Float[Array, "m dim"]:
     """Orthonormalise the rows of ``vectors`` by (modified) Gram–Schmidt, safely.
 
     **Degenerate fallback.** Row ``i`` is first stripped of its components along the rows
@@ -42,10 +42,10 @@ def gram_schmidt(vectors: Float[Array, "m dim"], *, eps: float = 1e-5) -> Float[
     return jnp.stack(basis)
 
 
-def project_out(
+def _project_out(
     value: Float[Array, " dim"], gradients: Float[Array, "m dim"], *, eps: float = 1e-5
 ) -> Float[Array, " dim"]:
-    """``value − Σ_i ⟨value, ĝ_i⟩ ĝ_i`` with ``ĝ`` = `gram_schmidt` of ``gradients`` (eq. 6).
+    """``value − Σ_i ⟨value, ĝ_i⟩ ĝ_i`` with ``ĝ`` = `_gram_schmidt` of ``gradients`` (eq. 6).
 
     The result is orthogonal to every row of ``gradients`` (to rounding), so a flow along it
     keeps each invariant constant: ``d g_i / dt = ⟨∇g_i, f̃⟩ = 0``.
@@ -60,7 +60,7 @@ def project_out(
             f"The number of invariants m={gradients.shape[0]} exceeds the state dimension "
             f"dim={value.shape[0]}: m <= dim is needed for a nonzero projected field."
         )
-    basis = gram_schmidt(gradients, eps=eps)
+    basis = _gram_schmidt(gradients, eps=eps)
     return value - basis.T @ (basis @ value)
 
 
@@ -78,7 +78,10 @@ class Projected(eqx.Module):
     - `field`: callable ``x -> dx/dt`` of one state, shape ``(dim,) -> (dim,)``.
     - `invariant`: callable ``x -> g(x)`` of one state, shape ``(dim,) -> (m,)`` (or ``()``
       for a single invariant); needs ``m <= dim``.
-    - `eps`: threshold of the degenerate-gradient fallback of `gram_schmidt`.
+    - `eps`: threshold of the degenerate-gradient fallback: a gradient whose residual after
+      Gram–Schmidt against the previous ones has a norm below ``eps · max(1, ‖∇g_i‖)`` (a
+      zero gradient, or one dependent on the others) is dropped, with finite values and
+      gradients.
     """
 
     field: Callable[[Float[Array, " dim"]], Float[Array, " dim"]]
@@ -97,14 +100,4 @@ class Projected(eqx.Module):
         if x.ndim != 1:
             raise ValueError(f"`x` must be one state of shape (dim,), got shape {x.shape}.")
         gradients = jax.jacrev(lambda y: jnp.atleast_1d(self.invariant(y)))(x)
-        return project_out(self.field(x), gradients, eps=self.eps)
-
-
-def project(
-    field: Callable[[Float[Array, " dim"]], Float[Array, " dim"]],
-    invariant: Callable[[Float[Array, " dim"]], Float[Array, " m"]],
-    *,
-    eps: float = 1e-5,
-) -> Projected:
-    """Wrap ``field`` so that it conserves ``invariant``: shorthand for `Projected`."""
-    return Projected(field, invariant, eps=eps)
+        return _project_out(self.field(x), gradients, eps=self.eps)

@@ -1,5 +1,5 @@
 """ConCerNet training: stage 1 (contrastive invariant, eq. 4/8) and stage 2 (projected
-dynamics by MSE on ``ẋ``, eq. 7), both by `fit_minibatches`."""
+dynamics by MSE on ``ẋ``, eq. 7), both in the loop of `fit_minibatches`."""
 
 from collections.abc import Callable
 
@@ -27,7 +27,7 @@ def train_invariant(
     invariant: PyTree,
     xs: Float[Array, "traj time dim"],
     *,
-    optimizer: optax.GradientTransformation,
+    optimiser: optax.GradientTransformation,
     epochs: int,
     batch_trajectories: int = 10,
     normalise: bool = True,
@@ -40,13 +40,23 @@ def train_invariant(
     ``batch_trajectories`` whole trajectories, batch-normalised latents (eq. 8) by default;
     ``loss="square_ratio"`` trains with the authors' code's scale-free ratio instead.
 
-    The loop, ``chunk``, ``progress`` and the key scheme are those of `fit_minibatches`.
+    **The loop of every ConCerNet trainer.** Each epoch shuffles the trajectories and takes
+    ``traj // batch_trajectories`` steps of ``optimiser`` (the remainder is dropped that
+    epoch), inside `jax.lax.scan` (the package's one minibatch loop, shared with
+    `jaxmeta.meta.fit`), ``chunk`` epochs per jitted call; ``progress(n)`` is called after
+    each chunk with the epochs it ran (e.g. ``tqdm.update``). ``key`` is split into one key
+    per epoch, and nothing else is random: two fits with the same key and the same number of
+    trajectories see the same minibatches (ConCerNet's baseline and projected model are
+    trained on one key for that reason).
+
+    **Returns:** a `ConCerNetFit`: the trained network and the mean minibatch loss of each
+    epoch.
     """
     if xs.ndim != 3:
         raise ValueError(f"`xs` must have shape (traj, time, dim), got shape {xs.shape}.")
     objective = _ContrastiveObjective(normalise=normalise, loss=loss)
     return fit_minibatches(
-        invariant, objective, xs, optimizer=optimizer, epochs=epochs,
+        invariant, objective, xs, optimiser=optimiser, epochs=epochs,
         batch_trajectories=batch_trajectories, progress=progress, chunk=chunk, key=key,
     )  # fmt: skip
 
@@ -66,7 +76,7 @@ def train_dynamics(
     xs: Float[Array, "traj time dim"],
     dxs: Float[Array, "traj time dim"],
     *,
-    optimizer: optax.GradientTransformation,
+    optimiser: optax.GradientTransformation,
     epochs: int,
     batch_trajectories: int = 10,
     trainable: PyTree[bool] | None = None,
@@ -78,8 +88,7 @@ def train_dynamics(
     ConCerNet) by the mean squared error on ``ẋ`` (eq. 7).
 
     ``trainable`` is a filter spec (default: every inexact array); pass `field_only(model)`
-    to keep a learned invariant frozen. The loop and the key scheme are those of
-    `fit_minibatches`.
+    to keep a learned invariant frozen. The loop and the key scheme are `train_invariant`'s.
     """
     if xs.ndim != 3 or dxs.shape != xs.shape:
         raise ValueError(
@@ -87,7 +96,7 @@ def train_dynamics(
             f"{dxs.shape}."
         )
     return fit_minibatches(
-        model, derivative_mse, (xs, dxs), optimizer=optimizer, epochs=epochs,
+        model, derivative_mse, (xs, dxs), optimiser=optimiser, epochs=epochs,
         batch_trajectories=batch_trajectories, trainable=trainable, progress=progress,
         chunk=chunk, key=key,
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Integrate vector fields with Diffrax; finite-difference velocities."""
+"""Integrate vector fields (through `jaxmeta.rollout`, the package's one rollout) and
+finite-difference velocities."""
 
 from collections.abc import Callable
 
@@ -6,7 +7,7 @@ import diffrax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ..solvers import Autonomous, solve_at
+from .._rollout import rollout
 
 
 def simulate(
@@ -20,7 +21,8 @@ def simulate(
     max_steps: int = 100_000,
     substeps: int = 1,
 ) -> Float[Array, "time dim"]:
-    """Solve ``dx/dt = field(x)`` from ``x0`` and return the states at times ``ts``.
+    """Solve ``dx/dt = field(x)`` from ``x0`` and return the states at times ``ts``: the data
+    generator's name for `jaxmeta.rollout` (the same solve, arguments and checks).
 
     With the default (classical RK4, or any solver without ``rtol``) the solver takes
     ``substeps`` equal steps between consecutive save times (`diffrax.StepTo`), so every save
@@ -38,13 +40,9 @@ def simulate(
     - `max_steps`: step budget of an adaptive solve.
     - `substeps`: fixed steps per save interval (fixed-step solves only).
     """
-    if x0.ndim != 1:
-        raise ValueError(f"`x0` must be one state of shape (dim,), got shape {x0.shape}.")
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"`ts` must be 1-D with at least 2 times, got shape {ts.shape}.")
-    return solve_at(
-        diffrax.ODETerm(Autonomous(field)), solver, x0, ts,
-        rtol=rtol, atol=atol, max_steps=max_steps, substeps=substeps,
+    return rollout(
+        field, x0, ts, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps,
+        substeps=substeps,
     )  # fmt: skip
 
 
