@@ -8,8 +8,10 @@ Each device count runs in its own subprocess with
 auto-decoding with RankOne modulation of an HNN (small: 2x16 tanh, latent 4; paper: 4x100
 tanh, latent 10), 3 inner steps, synthetic data of 20 states per function. ``tasks_per_step``
 is SCALED with the number of functions F (F / steps), so one epoch is always ``--steps``
-meta-steps and functions/s = F x epochs / time. Timed: one compiled epoch chunk
-(`jaxmeta.meta._trainer._train_epochs`, what `fit` runs), compile time apart, median of
+meta-steps and functions/s = F x epochs / time. Timed: one compiled epoch, a `lax.scan` of
+the learner's public ``meta_step`` over a random order of the functions (what `fit` runs in
+each chunk), with the data and the latents sharded over the ``"tasks"`` axis of
+`jaxmeta.meta.task_mesh` and the rest replicated, compile time apart, median of
 ``--repeats`` after a warm-up, `jax.block_until_ready`. Forced host devices on a CPU share
 the same cores, so no speed-up is expected there: those rows measure the sharding overhead.
 """
@@ -30,10 +32,9 @@ def measure(size: str, num: int, devices: int, steps: int, repeats: int) -> dict
     import equinox as eqx
     import jax
     import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
 
     from jaxmeta import meta, modulation, nn
-    from jaxmeta.meta import _sharding
-    from jaxmeta.meta._trainer import _train_epochs
 
     cfg = SIZES[size]
     learner = meta.AutoDecoding(modulation.RankOne(), latent_dim=cfg["latent"], inner_steps=3,
@@ -44,20 +45,36 @@ def measure(size: str, num: int, devices: int, steps: int, repeats: int) -> dict
     dxs = jax.random.normal(kd, (num, 20, 2))
     state = learner.init(make, num, key=ki)
     mesh = meta.task_mesh(devices, num)
-    xs, dxs = _sharding.shard_tasks((xs, dxs), mesh)
-    state = _sharding.shard_state(state, mesh)
-    keys = jax.random.split(jax.random.key(1), 1)
+    by_task, whole = (
+        NamedSharding(mesh, PartitionSpec("tasks")),
+        NamedSharding(mesh, PartitionSpec()),
+    )
+    xs, dxs = jax.device_put((xs, dxs), by_task)
+    dynamic, static = eqx.partition(state, eqx.is_array)
+    place = lambda a: jax.device_put(a, by_task if a.shape[:1] == (num,) else whole)
+    dynamic = jax.tree.map(place, dynamic)
+
+    @jax.jit
+    def _train_epochs(dynamic, xs, dxs, key):
+        order = jax.random.permutation(key, num).reshape(steps, num // steps)
+
+        def step(d, idx):
+            new, loss = learner.meta_step(eqx.combine(d, static), xs[idx], dxs[idx], idx)
+            return eqx.filter(new, eqx.is_array), loss
+
+        return jax.lax.scan(step, dynamic, order)
+
+    keys = jax.random.key(1)
     t0 = time.perf_counter()
-    out, losses = jax.block_until_ready(_train_epochs(learner, state, xs, dxs, keys, mesh))
+    out, losses = jax.block_until_ready(_train_epochs(dynamic, xs, dxs, keys))
     compile_s = time.perf_counter() - t0
     assert np.isfinite(np.asarray(losses)).all() and int(out.step) == steps  # check the answer
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(_train_epochs(learner, state, xs, dxs, keys, mesh))
+        jax.block_until_ready(_train_epochs(dynamic, xs, dxs, keys))
         times.append(time.perf_counter() - t0)
     run = float(np.median(times))
-    del eqx
     return {"size": size, "functions": num, "devices": devices, "tasks_per_step": num // steps,
             "first_call_s": compile_s, "epoch_s": run, "meta_steps_per_s": steps / run,
             "functions_per_s": num / run}  # fmt: skip

@@ -35,24 +35,26 @@ from _common import (
 )
 
 from jaxmeta.losses import field_mse
-from jaxmeta.meta import MetaState
-from jaxmeta.meta._inner import optax_update
+from jaxmeta.meta import MetaState, optimise
 
 
 def meta_step_lax_map(learner, state, xs, dxs):
-    """`MAML.meta_step` (second order) with `lax.map` over the tasks instead of `vmap`."""
+    """`MAML.meta_step` (second order) with `lax.map` over the tasks instead of `vmap`, built
+    from public pieces: `jaxmeta.meta.optimise` (the inner loop) and the learner's
+    optimisers."""
 
     def task_loss(params, x, y):
-        adapted, _ = learner._fine_tune(params, x, y, learner.inner_steps)
+        adapted, _ = optimise(lambda p: field_mse(p, x, y), params, learner.inner_optimiser,
+                              learner.inner_steps)  # fmt: skip
         return field_mse(adapted, x, y)
 
     def outer(params):
         return jnp.mean(jax.lax.map(lambda xy: task_loss(params, *xy), (xs, dxs)))
 
     loss, grads = eqx.filter_value_and_grad(outer)(state.params)
-    params, opt_state = optax_update(
-        learner.outer_optimiser, grads, state.opt_state, state.params
-    )
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats
+        updates, opt_state = learner.outer_optimiser.update(grads, state.opt_state, state.params)
+    params = eqx.apply_updates(state.params, updates)
     return MetaState(params, opt_state, None, state.step + 1), loss
 
 

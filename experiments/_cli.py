@@ -2,6 +2,8 @@
 flag and the value, before any data is generated."""
 
 import argparse
+import difflib
+import importlib
 
 from jaxmeta.systems import SYSTEMS
 
@@ -37,8 +39,52 @@ def check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *f
 
 def parse_systems(parser: argparse.ArgumentParser, text: str) -> list[str]:
     """``"pendulum,dno"`` -> ``["pendulum", "dno"]``, or a parser error naming ``--systems``."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in SYSTEMS]
+    return parse_names(parser, "--systems", text, tuple(SYSTEMS))
+
+
+def unknown(flag: str, value: str, valid) -> str:
+    """The message for an unknown name given to ``flag``: the valid ones, and the closest
+    one (`difflib`) where one is close."""
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{flag}: unknown {value!r}{hint}; valid: {', '.join(map(str, valid))}"
+
+
+def parse_names(parser: argparse.ArgumentParser, flag: str, text: str, valid) -> list[str]:
+    """``"ro,fw"`` -> ``["ro", "fw"]``, each one of ``valid``; otherwise a parser error
+    (exit status 2) naming ``flag``, with a "did you mean" for a close name."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in valid]
     if bad or not names:
-        parser.error(f"--systems: unknown {bad or text!r}; valid: {', '.join(SYSTEMS)}")
+        parser.error(unknown(flag, bad[0] if bad else text, valid))
     return names
+
+
+def import_system(source: str):
+    """The system class ``"package.module:Class"`` names, imported and registered
+    (`jaxmeta.systems.register`). Raises `ValueError` or `TypeError` naming what is wrong."""
+    from jaxmeta.systems import register
+
+    module, _, name = source.partition(":")
+    if not module or not name:
+        raise ValueError(f"{source!r} is not of the form package.module:Class")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as err:
+        raise ValueError(f"cannot import {module!r} ({err})") from err
+    except AttributeError as err:
+        raise ValueError(f"module {module!r} has no {name!r}") from err
+    return register(cls)
+
+
+def parse_system(parser: argparse.ArgumentParser, text: str) -> tuple[str, str | None]:
+    """``--system``: a built-in name (``"pendulum"``), or your own system as
+    ``package.module:Class`` (imported and registered). Returns the system's name and its
+    source (None for a built-in); a parser error naming ``--system`` otherwise."""
+    if ":" not in text:
+        return parse_names(parser, "--system", text, tuple(SYSTEMS))[0], None
+    try:
+        cls = import_system(text)
+    except (ValueError, TypeError) as err:
+        parser.error(f"--system {text}: {err}")
+    return cls.name, text

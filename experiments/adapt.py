@@ -36,16 +36,22 @@ import numpy as np
 from jaxmeta import data, losses, meta, metrics, rollout, symplectic_rollout
 from jaxmeta.systems import AbstractHamiltonianSystem
 
-from . import plots, run, runs
-from .evaluate import ENERGY_SUBSTEPS
+from . import pipeline, plots, run, scoring
+from ._cli import unknown
 from .registry import METHODS
+from .userdata import DataError, read_ics, read_trajectories
 
 #: Ratio of the data's step to the training data's outside which a warning is printed.
 DT_RATIO = (0.5, 2.0)
+#: An estimate of μ from a map whose R² on the run's test functions is below this is warned of.
+MIN_R2 = 0.5
+ENERGY_SUBSTEPS = metrics.ENERGY_SUBSTEPS
 
 
 def _fail(message: str):
-    raise SystemExit(f"error: {message}")
+    """A bad flag or input file: one line ``error: ...`` and exit status 2 (as argparse)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(run.EXIT_ERROR)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,114 +69,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="adaptation steps (default: the run's, 100)")  # fmt: skip
     args = p.parse_args(argv)
     if args.method not in METHODS:
-        _fail(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
+        p.error(unknown("--method", args.method, METHODS))
     if args.steps is not None and args.steps < 1:
-        _fail(f"--steps must be >= 1, got {args.steps}")
+        p.error(f"--steps must be >= 1, got {args.steps}")
     if args.ics is not None and args.ics.lower() == "none":
         args.ics = None
     return args
 
 
-def _check_dim(path, shape, system, what: str) -> None:
-    if shape[-1] != system.state_dim:
-        _fail(f"{path}: {what} has state dimension {shape[-1]} (shape {shape}), but the run's "
-              f"system {system.name} has state dimension {system.state_dim} "
-              f"({', '.join(system.state_names)})")  # fmt: skip
-
-
-def _read_npz(path: Path, system) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        _fail(f"{path}: not a readable .npz ({err})")
-    missing = [k for k in ("ts", "xs") if k not in arrays]
-    if missing:
-        _fail(f"{path}: no {' or '.join(missing)} array (found: {', '.join(arrays) or 'none'})")
-    xs = arrays["xs"]
-    if xs.ndim != 3:
-        _fail(f"{path}: xs must have shape (K, T, state_dim), got shape {xs.shape}")
-    _check_dim(path, xs.shape, system, "xs")
-    mu = arrays.get("mu")
-    if mu is not None and mu.shape != (system.param_dim,):
-        _fail(f"{path}: mu must have shape ({system.param_dim},) "
-              f"({', '.join(system.param_names)}), got shape {mu.shape}")  # fmt: skip
-    return {"ts": arrays["ts"], "xs": xs, "dxs": arrays.get("dxs"), "mu": mu}
-
-
-def _read_csv(path: Path, system) -> dict:
-    lines = path.read_text().splitlines()
-    header = [h.strip() for h in lines[0].split(",")] if lines else []
-    expected = ["trajectory", "t", *system.state_names]
-    if header[:2] == expected[:2] and len(header) - 2 != system.state_dim:
-        _check_dim(path, (len(header) - 2,), system, f"the header {','.join(header)}")
-    if header != expected:
-        _fail(f"{path}: header must be {','.join(expected)} (the run's system "
-              f"{system.name}), got {','.join(header) or 'an empty file'}")  # fmt: skip
-    rows: dict[str, list] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) != len(header):
-            _fail(f"{path}: line {number} has {len(cells)} columns, the header {len(header)}")
-        try:
-            values = [float(c) for c in cells[1:]]
-        except ValueError:
-            _fail(f"{path}: line {number}: {line.strip()!r} holds a non-number")
-        if not np.isfinite(values).all():
-            _fail(f"{path}: line {number}: non-finite value in {line.strip()!r}")
-        rows.setdefault(cells[0], []).append(values)
-    if not rows:
-        _fail(f"{path}: no data rows")
-    trajs = {name: np.asarray(sorted(r, key=lambda v: v[0])) for name, r in rows.items()}
-    first, ref = next(iter(trajs.items()))
-    ts = ref[:, 0]
-    tol = 1e-3 * np.ptp(ts) / max(ts.shape[0] - 1, 1)  # 0.1 % of a step, as the grid check
-    for name, arr in trajs.items():
-        same = arr.shape == ref.shape and np.allclose(arr[:, 0], ts, rtol=0, atol=tol)
-        if not same:
-            _fail(f"{path}: trajectory {name!r} has times other than trajectory {first!r}'s "
-                  f"({arr.shape[0]} vs {ts.shape[0]} points): all must share one grid")  # fmt: skip
-    return {"ts": ts, "xs": np.stack([a[:, 1:] for a in trajs.values()]), "dxs": None, "mu": None}
-
-
-def read_trajectories(path, system) -> dict:
-    """``{"ts", "xs", "dxs", "mu"}`` from an ``.npz`` or ``.csv`` file (``dxs``, ``mu`` may
-    be None), checked against ``system``; refusals are `SystemExit` with a one-line message."""
-    path = Path(path)
-    if not path.is_file():
-        _fail(f"--data {path}: no such file")
-    readers = {".npz": _read_npz, ".csv": _read_csv}
-    if path.suffix.lower() not in readers:
-        _fail(f"--data {path}: unknown format {path.suffix!r}; use .npz or .csv")
-    return readers[path.suffix.lower()](path, system)
-
-
-def read_ics(path, system) -> np.ndarray:
-    """The ``x0`` (N, state_dim) array of an ``.npz`` (for ``--ics``)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            x0 = npz["x0"] if "x0" in npz.files else None
-    except (OSError, ValueError) as err:
-        _fail(f"--ics {path}: not a readable .npz ({err})")
-    if x0 is None or x0.ndim != 2:
-        _fail(f"--ics {path}: needs an x0 array of shape (N, state_dim)")
-    _check_dim(f"--ics {path}", x0.shape, system, "x0")
-    if not np.isfinite(x0).all():
-        _fail(f"--ics {path}: x0 has non-finite values")
-    return x0
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _one(models):
-    """The first model of a batch (``Adapted.models`` has a leading function axis)."""
-    arrays, static = eqx.partition(models, eqx.is_array)
-    return eqx.combine(jax.tree.map(lambda a: a[0], arrays), static)
 
 
 @eqx.filter_jit
@@ -205,30 +113,30 @@ def _parameters(learner, state, model) -> dict:
     return out
 
 
-def _model_skeleton(config, system, dataset, method):
-    state_like, _ = run._skeletons(config, system, dataset, method)
-    one = dataset.test.take(jnp.arange(1))
-    learner = run.make_learner(method, config)
+def _model_skeleton(config, prep, method):
+    state_like, _ = pipeline.skeletons(config, prep, method)
+    one = prep.dataset.test.take(jnp.arange(1))
+    learner = pipeline.make_learner(method, config, prep.loss_scale)
     return eqx.filter_eval_shape(
-        lambda s: _one(meta.adapt(learner, s, one, jax.random.key(0)).models), state_like
+        lambda s: meta.adapt(learner, s, one, jax.random.key(0)).model(0), state_like
     )
 
 
 def load_model(out_dir):
     """The adapted model written by `main` into ``out_dir`` (a callable ``model(x)``)."""
     record = json.loads((Path(out_dir) / "adapted.json").read_text())
-    config, system, dataset = runs.load_run(record["run"])
-    like = _model_skeleton(config, system, dataset, record["method"])
+    config, prep = pipeline.load_run(record["run"])
+    like = _model_skeleton(config, prep, record["method"])
     return eqx.tree_deserialise_leaves(Path(out_dir) / "adapted.eqx", like)
 
 
-def _identify(system, state, dataset, latent, learner, seed) -> dict:
+def _identify(prep, state, latent, learner, seed) -> dict:
     """μ read off the adapted latent by the affine latent -> μ map of the training functions,
-    with the map's R² and RMSE on the run's test functions (adapted as ``experiments.run``
-    scores them)."""
+    with the map's R² and RMSE on the run's test functions (adapted as the run scores them)."""
+    dataset, system = prep.dataset, prep.system
     latent_map = meta.fit_latent_map(state.latents, dataset.train.mu)
-    test = meta.adapt(learner, state, dataset.test, run.adaptation_key(seed))
-    scores = run.identification(system, state, dataset, test.latents)
+    test = meta.adapt(learner, state, dataset.test, scoring.adaptation_key(seed))
+    scores = scoring.identification(system, state, dataset, test.latents)
     estimate = np.asarray(latent_map(latent)).tolist()
     return {"estimate": dict(zip(system.param_names, estimate)),
             "test_rmse": scores["mu_rmse_params"], "test_r2": scores["mu_r2_params"],
@@ -243,7 +151,7 @@ def _describe(learner, state, adapted, tasks, model) -> dict:
     record = {}
     if state.latents is not None:
         z = adapted.latents[0]
-        z0 = learner._test_start(state, key=None)
+        z0 = learner.adapt_start(state, key=None)
         before = losses.field_mse(state.params(z0), xs, dxs)
         record["latent"] = np.asarray(z).tolist()
         record["latent_change_norm"] = float(jnp.linalg.norm(z - z0))
@@ -273,17 +181,17 @@ def _predictions(system, model, tasks, ics) -> tuple[dict, dict]:
 
 
 def _checked_run(args):
-    """The run's configuration, system, dataset and the seed, with the method and seed
-    checked against the run."""
-    config, system, dataset = runs.load_run(args.run)
+    """The run's configuration and prepared data and the seed, with the method and seed
+    checked against the run (exit status 2, naming the flag, otherwise)."""
+    config, prep = pipeline.load_run(args.run)
     if args.method not in config.methods:
-        _fail(f"method {args.method!r} is not in the run {args.run} "
+        _fail(f"--method {args.method!r} is not a method of the run {args.run} "
               f"(methods: {', '.join(config.methods)})")  # fmt: skip
     seed = config.seeds[0] if args.seed is None else args.seed
     if seed not in config.seeds:
-        _fail(f"seed {seed} is not in the run {args.run} (seeds: "
+        _fail(f"--seed {seed} is not a seed of the run {args.run} (seeds: "
               f"{', '.join(map(str, config.seeds))})")  # fmt: skip
-    return config, system, dataset, seed
+    return config, prep, seed
 
 
 def _warn_step(path, ts, system) -> float:
@@ -298,43 +206,33 @@ def _warn_step(path, ts, system) -> float:
     return dt
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    config, system, dataset, seed = _checked_run(args)
-    path = Path(args.data)
-    raw = read_trajectories(path, system)
-    ics = None if args.ics is None else read_ics(args.ics, system)
+def _read(args, system):
+    """The support data (a `TaskSet` of one function), the raw arrays and the extra initial
+    states; a bad file is exit status 2 naming its flag."""
     try:
+        raw = read_trajectories(args.data, system)
+        ics = None if args.ics is None else read_ics(args.ics, system)
         tasks = data.taskset_from_arrays(raw["ts"], raw["xs"], raw["dxs"], raw["mu"])
+    except DataError as err:
+        _fail(str(err))
     except ValueError as err:
-        _fail(f"{path}: {err}")
-    dt = _warn_step(path, raw["ts"], system)
-    learner = run.make_learner(args.method, config, run.loss_scale(dataset))
-    steps = learner.adapt_steps if args.steps is None else args.steps
-    tuned = eqx.tree_at(lambda lrn: lrn.adapt_steps, learner, steps)
-    state = runs.load_state(config, system, dataset, args.method, seed)
-    loaded = time.perf_counter()
-    adapted = jax.block_until_ready(meta.adapt(tuned, state, tasks, jax.random.key(seed)))
-    adapt_seconds = time.perf_counter() - loaded
-    model = _one(adapted.models)
+        _fail(f"--data {args.data}: {err}")
+    return tasks, raw, ics
+
+
+def _record(args, system, seed, steps, tasks, raw, dt) -> dict:
     velocities = "given" if raw["dxs"] is not None else "finite differences"
-    record = {"run": str(Path(args.run).resolve()), "method": args.method, "seed": seed,
-              "system": system.name, "steps": steps,
-              "data": {"path": str(path.resolve()), "sha256": _sha256(path),
-                       "trajectories": tasks.num_trajectories, "times": int(tasks.ts.shape[0]),
-                       "dt": dt, "velocities": velocities},
-              "ics": None if args.ics is None else {"path": str(Path(args.ics).resolve()),
-                                                    "sha256": _sha256(Path(args.ics))},
-              **_describe(learner, state, adapted, tasks, model), "mu": None}  # fmt: skip
-    if state.latents is not None and dataset.train.num_functions > state.latents.shape[1]:
-        record["mu"] = _identify(system, state, dataset, adapted.latents[0], learner, seed)
-        if raw["mu"] is not None:
-            record["mu"]["true"] = dict(zip(system.param_names, raw["mu"].tolist()))
-    predictions, record["energy_drift"] = _predictions(system, model, tasks, ics)
-    errors = jnp.linalg.norm(predictions["data_rollouts"] - tasks.xs[0], axis=(1, 2))
-    record["rollout_error"] = (errors / jnp.linalg.norm(tasks.xs[0], axis=(1, 2))).tolist()
-    out = Path(args.out or Path(args.run) / "adapt" / f"{args.method}-seed{seed}")
+    path = Path(args.data)
+    return {"run": str(Path(args.run).resolve()), "method": args.method, "seed": seed,
+            "system": system.name, "steps": steps,
+            "data": {"path": str(path.resolve()), "sha256": _sha256(path),
+                     "trajectories": tasks.num_trajectories, "times": int(tasks.ts.shape[0]),
+                     "dt": dt, "velocities": velocities},
+            "ics": None if args.ics is None else {"path": str(Path(args.ics).resolve()),
+                                                  "sha256": _sha256(Path(args.ics))}}  # fmt: skip
+
+
+def _write(out: Path, args, seed, system, model, tasks, predictions, record) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "predictions.npz", **{k: np.asarray(v) for k, v in predictions.items()})
     eqx.tree_serialise_leaves(out / "adapted.eqx", model)
@@ -343,15 +241,56 @@ def main(argv=None) -> int:
     labels = {"data": "from the data's initial states", "ics": "from --ics"}
     curves = {labels[k]: predictions[f"{k}_energy"] for k in record["energy_drift"]}
     plots.energies(tasks.ts, curves, out / "energy.png")
-    record["timings"] = {"load_s": loaded - start, "adapt_s": adapt_seconds,
-                         "total_s": time.perf_counter() - start}  # fmt: skip
     (out / "adapted.json").write_text(json.dumps(record, indent=1))
+
+
+def _say_mu(mu: dict) -> None:
+    """Each estimate with the map's R² and RMSE on the run's test functions; a warning where
+    the R² is below `MIN_R2` (the latent does not determine that parameter well)."""
+    for k, v in mu["estimate"].items():
+        r2, rmse = mu["test_r2"][k], mu["test_rmse"][k]
+        print(f"estimated {k} = {v:.4g} (test RMSE {rmse:.2g}, R² {r2:.3g})", flush=True)
+        if r2 < MIN_R2:
+            print(f"warning: the latent -> {k} map explains little on the run's test functions "
+                  f"(R² {r2:.3g} < {MIN_R2}): do not trust this estimate of {k}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        config, prep, seed = _checked_run(args)
+        system = prep.system
+        tasks, raw, ics = _read(args, system)
+        dt = _warn_step(args.data, raw["ts"], system)
+        learner = pipeline.make_learner(args.method, config, prep.loss_scale)
+        steps = learner.adapt_steps if args.steps is None else args.steps
+        tuned = eqx.tree_at(lambda lrn: lrn.adapt_steps, learner, steps)
+        state = pipeline.load_state(config, prep, args.method, seed)
+    except run.USER_ERRORS as err:
+        return run.user_error(err)
+    loaded = time.perf_counter()
+    adapted = jax.block_until_ready(meta.adapt(tuned, state, tasks, jax.random.key(seed)))
+    adapt_seconds = time.perf_counter() - loaded
+    model = adapted.model(0)
+    record = _record(args, system, seed, steps, tasks, raw, dt)
+    record.update(**_describe(learner, state, adapted, tasks, model), mu=None)
+    if state.latents is not None and prep.dataset.train.num_functions > state.latents.shape[1]:
+        record["mu"] = _identify(prep, state, adapted.latents[0], learner, seed)
+        if raw["mu"] is not None:
+            record["mu"]["true"] = dict(zip(system.param_names, raw["mu"].tolist()))
+    predictions, record["energy_drift"] = _predictions(system, model, tasks, ics)
+    errors = jnp.linalg.norm(predictions["data_rollouts"] - tasks.xs[0], axis=(1, 2))
+    record["rollout_error"] = (errors / jnp.linalg.norm(tasks.xs[0], axis=(1, 2))).tolist()
+    record["timings"] = {"load_s": loaded - start, "adapt_s": adapt_seconds}
+    out = Path(args.out or Path(args.run) / "adapt" / f"{args.method}-seed{seed}")
+    record["timings"]["total_s"] = time.perf_counter() - start
+    _write(out, args, seed, system, model, tasks, predictions, record)
     print(f"{args.method} seed {seed}: support MSE {record['support_mse']['before']:.4g} -> "
           f"{record['support_mse']['after']:.4g}; wrote {out}", flush=True)  # fmt: skip
     if record["mu"] is not None:
-        est = ", ".join(f"{k} = {v:.4g} (test RMSE {record['mu']['test_rmse'][k]:.2g})"
-                        for k, v in record["mu"]["estimate"].items())  # fmt: skip
-        print(f"estimated {est}", flush=True)
+        _say_mu(record["mu"])
     return 0
 
 

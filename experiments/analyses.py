@@ -33,20 +33,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import numpy as np
 import optax
 
-from jaxmeta import meta, systems
+from jaxmeta import meta, metrics
 
-from ._cli import parse_seeds
+from . import run, store
+from ._cli import parse_names, parse_seeds, parse_system
 from .config import PRESETS, Preset, RunConfig
-from .evaluate import evaluate
 from .paper import paper_value
+from .pipeline import load_state, make_learner, prepare
 from .regimes import DEFAULT_REGIME, REGIMES
-from .registry import INNER_LR, METHODS, MODULATIONS
-from .run import _seed_dir, _skeletons, make_learner, prepare, run_method
+from .registry import INNER_LR, MODULATIONS
+from .report import cell, number, summary, table as report_table
+from .scoring import adaptation_key, run_method
 
 ADAPT_METHODS = ("scratch", "maml", "reptile", "anil", "ro")
 OPTIMISERS = ("adam", "sgd")
@@ -75,36 +76,22 @@ class AnalysisConfig(RunConfig):
         return record
 
 
-def _summary(values) -> dict:
-    arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "per_seed": arr.tolist()}
-
-
-def _cell(s: dict, spec: str = ".3f") -> str:
-    return f"{s['mean']:{spec}} ± {s['std']:{spec}}"
-
-
 def _budget_text(config: AnalysisConfig, k: int) -> str:
     b = config.budget
     return (f"regime {config.regime}; preset {config.preset}: width {b.width}, depth {b.depth}, K = {k}, "
             f"seeds {list(config.seeds)}, device {jax.devices()[0].platform}")  # fmt: skip
 
 
-def load_best_state(config: RunConfig, prep, name: str, seed: int) -> meta.MetaState:
-    """The best-on-validation state that `run_method` wrote for (``name``, ``seed``)."""
-    like, _ = _skeletons(config, prep.system, prep.dataset, name)
-    return eqx.tree_deserialise_leaves(_seed_dir(config, name, seed) / "best_state.eqx", like)
-
-
 def adapted_errors(config, prep, name: str, state, seed: int, steps: int, optimiser: str):
     """The adapted models of `experiments.run`'s learner ``name`` with ``steps`` test-time
-    steps of ``optimiser``, and their mean trajectory and field errors (spec §5)."""
+    steps of ``optimiser``, and their mean trajectory and field errors (paper §4)."""
     learner = dataclasses.replace(make_learner(name, config), adapt_steps=steps)
     if optimiser == "sgd":
         learner = dataclasses.replace(learner, adapt_optimiser=optax.sgd(INNER_LR[name]))
-    # The adaptation key of `experiments.run.score`: 100 Adam steps reproduce its numbers.
-    adapted = meta.adapt(learner, state, prep.dataset.test, jax.random.key(10_000 + seed))
-    scores = jax.device_get(evaluate(prep.system, adapted.models, prep.dataset.test, prep.mesh))
+    # The adaptation key of every score: 100 Adam steps reproduce the run's numbers.
+    adapted = meta.adapt(learner, state, prep.dataset.test, adaptation_key(seed))
+    test = prep.dataset.test
+    scores = jax.device_get(metrics.evaluate(prep.system, adapted.models, test, prep.mesh))
     return adapted, {m: float(np.mean(scores[m])) for m in ERRORS if m in scores}
 
 
@@ -114,52 +101,26 @@ def _distance(latents, train_latents) -> float:
     return float(np.mean(np.linalg.norm(np.asarray(latents) - mean, axis=-1)))
 
 
-def _check_run_dir(config: RunConfig) -> None:
-    """Refuse a ``--run`` directory trained under another configuration."""
-    path = config.out / "results.json"
-    if not path.exists():
-        return
-    theirs, ours = json.loads(path.read_text())["config"], config.to_json()
-    keys = (
-        "system",
-        "regime",
-        "preset",
-        "epochs",
-        "val_every",
-        "shots",
-        "latent_init",
-        "data_seed",
-        "set",
-    )
-    bad = [k for k in keys if theirs.get(k) != ours[k]]
-    if theirs.get("preset_values") != ours["preset_values"]:
-        bad.append("preset_values")
-    if bad:
-        raise SystemExit(
-            f"error: --run {config.out}: trained with other {', '.join(bad)} "
-            f"({', '.join(f'{k}={theirs.get(k)!r}' for k in bad)})"
-        )
-
-
 def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out: Path) -> str:
     """The adapt-steps analysis of the seeds trained (or to train) under ``config.out``;
     writes ``<system>-adapt-steps.md`` / ``.json`` under ``out`` and returns the table. The
     dataset is cached under ``work`` (the one ``experiments.run`` generates: same seed)."""
-    _check_run_dir(config)
+    for name in config.methods:  # a --run trained under another configuration is refused
+        store.check(config, name)
     prep = prepare(dataclasses.replace(config, out=work))
     rows = {}
     for name in config.methods:
         records = run_method(config, prep, name)  # trains the seeds not finished in config.out
         if name == "scratch":  # the calibration row (spec §5): nothing to start from
             learner = make_learner(name, config)
-            scored = {m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}
+            scored = {m: summary([r[m] for r in records]) for m in ERRORS if m in records[0]}
             rows[name] = {"inner_lr": INNER_LR[name], "sgd": {},
                           "adam": {str(learner.adapt_steps): scored}}  # fmt: skip
             continue
         per = {(o, n): {m: [] for m in (*ERRORS, LATENT)} for o in OPTIMISERS for n in steps}
         spread = []
         for seed in config.seeds:
-            state = load_best_state(config, prep, name, seed)
+            state = load_state(config, prep, name, seed)
             if state.latents is not None:
                 spread.append(_distance(state.latents, state.latents))
             for optimiser in OPTIMISERS:
@@ -170,36 +131,28 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
                     for m, v in errors.items():
                         per[optimiser, n][m].append(v)
         lr = INNER_LR[name]
-        rows[name] = {"inner_lr": lr, **({"train_latent_spread": _summary(spread)} if spread
+        rows[name] = {"inner_lr": lr, **({"train_latent_spread": summary(spread)} if spread
                                          else {}), **{
-            o: {str(n): {m: _summary(v) for m, v in per[o, n].items() if v} for n in steps}
+            o: {str(n): {m: summary(v) for m, v in per[o, n].items() if v} for n in steps}
             for o in OPTIMISERS}}  # fmt: skip
     k = prep.dataset.train.num_trajectories
-    head = (f"### Test-time adaptation steps: {config.system} ({config.epochs} epochs, "
-            f"{_budget_text(config, k)})")  # fmt: skip
+    title = (f"### Test-time adaptation steps: {config.system} ({config.epochs} epochs, "
+             f"{_budget_text(config, k)})")  # fmt: skip
     cols = [f"{m.split('_')[0]} error, {n} steps" for m in ERRORS for n in steps]
-    lines = [head, "",
-             f"Trained as `experiments.run` trains ({config.budget.inner_steps} inner steps per "
-             "meta-step), then adapted "
-             "to the test functions with n steps of the learner's Adam or of plain SGD at the "
-             "same rate (lr = the method's inner rate); 0 steps is the meta-learned model "
-             "itself (RO: the mean training latent). Scratch (calibration: a fresh model per "
-             "test function, 100 Adam steps) has no 0-step model. Mean ± std over seeds; "
-             "paper: its Tables 1-2 (100 Adam steps).", "",
-             "| method | optimiser (lr) | " + " | ".join(cols)
-             + " | paper trajectory | paper field |",
-             "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
+    intro = (f"Trained as `experiments.run` trains ({config.budget.inner_steps} inner steps "
+             "per meta-step), then adapted to the test functions with n steps of the learner's "
+             "Adam or of plain SGD at the same rate (lr = the method's inner rate); 0 steps is "
+             "the meta-learned model itself (RO: the mean training latent). Scratch "
+             "(calibration: a fresh model per test function, 100 Adam steps) has no 0-step "
+             "model. Mean ± std over seeds; paper: its Tables 1-2 (100 Adam steps).")  # fmt: skip
+    body = []
     for name, row in rows.items():
-        paper = [paper_value(config.system, name, m, k=config.shots) for m in ERRORS]
-        ref = " | ".join("–" if p is None else f"{p:.3f}" for p in paper)
-        for o in OPTIMISERS:
-            if not row[o]:
-                continue
-            cells = [_cell(row[o][str(n)][m]) if m in row[o].get(str(n), {}) else "–"
-                     for m in ERRORS for n in steps]  # fmt: skip
-            lines.append(f"| {name} | {o} ({row['inner_lr']:g}) | " + " | ".join(cells)
-                         + f" | {ref} |")  # fmt: skip
-    table = "\n".join(lines) + "\n"
+        paper = [number(paper_value(config.system, name, m, k=config.shots)) for m in ERRORS]
+        for o in (o for o in OPTIMISERS if row[o]):
+            cells = [cell(row[o].get(str(n), {}).get(m)) for m in ERRORS for n in steps]
+            body.append([name, f"{o} ({row['inner_lr']:g})", *cells, *paper])
+    head = ["method", "optimiser (lr)", *cols, "paper trajectory", "paper field"]
+    table = f"{title}\n\n{intro}\n\n" + report_table(head, body)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{config.system}-adapt-steps.md").write_text(table)
     record = {"config": config.to_json(), "steps": list(steps), "methods": rows}
@@ -216,20 +169,19 @@ def _variant(config: AnalysisConfig, work: Path, inner: int, epochs: int) -> Ana
 
 def _train_variant(config, prep, work, name, inner, epochs) -> dict:
     variant = _variant(config, work, inner, epochs)
-    pending = [
-        s for s in config.seeds if not (_seed_dir(variant, name, s) / "metrics.json").exists()
-    ]
+    pending = [s for s in config.seeds if not store.metrics_path(variant, name, s).exists()]
     # A resumed training would time only its remaining epochs: the seeds still to train
     # start from scratch (their checkpoints are this analysis's own, under ``work``).
-    group = variant.out / name / ("seeds" + "-".join(map(str, pending)))
-    for stale in [group, *(_seed_dir(variant, name, s) for s in pending)]:
-        if (stale / "checkpoints").exists():
-            print(f"{name:8s} discarding the unfinished {stale / 'checkpoints'}", flush=True)
-            shutil.rmtree(stale / "checkpoints")
+    stale = [store.checkpoint_dir(variant, name, pending)] if pending else []
+    stale += [store.checkpoint_dir(variant, name, [s]) for s in pending]
+    for path in stale:
+        if path.exists():
+            print(f"{name:8s} discarding the unfinished {path}", flush=True)
+            shutil.rmtree(path)
     records = run_method(variant, prep, name)
-    seconds = _summary([r["train_seconds"] for r in records])
+    seconds = summary([r["train_seconds"] for r in records])
     return {"epochs": epochs, "train_seconds": seconds,
-            **{m: _summary([r[m] for r in records]) for m in ERRORS if m in records[0]}}  # fmt: skip
+            **{m: summary([r[m] for r in records]) for m in ERRORS if m in records[0]}}  # fmt: skip
 
 
 def _next_epochs(target: float, points: list[tuple[int, float]]) -> int:
@@ -276,32 +228,32 @@ def inner_steps(config: AnalysisConfig, inner: tuple[int, ...], work: Path, out:
     k = prep.dataset.train.num_trajectories
     head = (f"### Inner steps per meta-step (auto-decoding): {config.system} "
             f"({_budget_text(config, k)})")  # fmt: skip
-    err = lambda r: [_cell(r[m]) if m in r else "–" for m in ERRORS]
-    lines = [head, "",
-             f"(a) every variant {config.epochs} epochs; (b) every variant the training "
-             f"time of {inner[0]} inner steps at {config.epochs} epochs (its epochs set from "
-             f"its measured seconds, within {tolerance:.0%} where the attempts allow). Test "
-             "time: 100 Adam steps on the latent for all. Training seconds: each seed's share "
-             "of its group's wall time (seeds trained as one vmapped program), on a CPU "
-             "shared with other work. Mean ± std over seeds.", "",
-             "| method | inner steps | (a) epochs | (a) trajectory | (a) field | (a) train s "
-             "| (b) epochs | (b) trajectory | (b) field | (b) train s |",
-             "|---|---|" + "---|" * 8]  # fmt: skip
-    missed = False
+    err = lambda r: [cell(r.get(m)) for m in ERRORS]
+    intro = (f"(a) every variant {config.epochs} epochs; (b) every variant the training time "
+             f"of {inner[0]} inner steps at {config.epochs} epochs (its epochs set from its "
+             f"measured seconds, within {tolerance:.0%} where the attempts allow). Test time: "
+             "100 Adam steps on the latent for all. Training seconds: each seed's share of its "
+             "group's wall time (seeds trained as one vmapped program), on a CPU shared with "
+             "other work. Mean ± std over seeds.")  # fmt: skip
+    body, missed = [], False
     for name, row in rows.items():
         for n in inner:
             a, b = row["equal_epochs"][n], row["equal_time"][n]
-            off = abs(b["train_seconds"]["mean"] / row["target_seconds"] - 1)
-            mark = " †" if off > tolerance else ""
+            mark = (
+                " †"
+                if abs(b["train_seconds"]["mean"] / row["target_seconds"] - 1) > tolerance
+                else ""
+            )
             missed |= bool(mark)
-            cells = [str(a["epochs"]), *err(a), _cell(a["train_seconds"], ".1f"),
-                     str(b["epochs"]), *err(b), _cell(b["train_seconds"], ".1f") + mark]  # fmt: skip
-            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+            body.append([name, n, a["epochs"], *err(a), cell(a["train_seconds"], ".1f"),
+                         b["epochs"], *err(b), cell(b["train_seconds"], ".1f") + mark])  # fmt: skip
+    cols = ["method", "inner steps", *(f"({x}) {c}" for x in "ab" for c in
+                                       ("epochs", "trajectory", "field", "train s"))]  # fmt: skip
+    table = f"{head}\n\n{intro}\n\n" + report_table(cols, body)
     if missed:
-        lines += ["", f"† more than {tolerance:.0%} from the target time after {attempts} "
-                  "attempts (the closest is shown; every attempt, with its errors, is under "
-                  "`tried` in the json)."]  # fmt: skip
-    table = "\n".join(lines) + "\n"
+        table += (f"\n† more than {tolerance:.0%} from the target time after {attempts} attempts "
+                  "(the closest is shown; every attempt, with its errors, is under `tried` in "
+                  "the json).\n")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{config.system}-inner-steps.md").write_text(table)
     record = {"config": config.to_json(), "inner_steps": list(inner), "tolerance": tolerance,
@@ -340,12 +292,8 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
                    help="equal-time tolerance, relative (default 0.1)")  # fmt: skip
     for s in (a, i):
         s.add_argument("--system", default="pendulum")
-        s.add_argument(
-            "--regime",
-            default=DEFAULT_REGIME,
-            choices=tuple(REGIMES),
-            help=f"task regime of experiments.regimes (default {DEFAULT_REGIME})",
-        )
+        s.add_argument("--regime", default=DEFAULT_REGIME, choices=tuple(REGIMES),
+                       help=f"task regime of experiments.regimes (default {DEFAULT_REGIME})")  # fmt: skip
         s.add_argument("--seeds", default="0,1,2")
         s.add_argument("--epochs", type=int, default=PRESETS["quick"].epochs)
         s.add_argument("--width", type=int, default=None, help="override the quick width")
@@ -356,12 +304,9 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
         s.add_argument("--out", default=None, help="tables and json (results/analyses/<regime>)")
         s.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.system not in systems.SYSTEMS:
-        p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
+    args.system, source = parse_system(p, args.system)
     valid = ADAPT_METHODS if args.analysis == "adapt-steps" else tuple(MODULATIONS)
-    methods = tuple(m.strip() for m in args.methods.split(","))
-    if not set(methods) <= set(valid) or not set(methods) <= set(METHODS):
-        p.error(f"--methods: {args.methods!r}; valid: {', '.join(valid)}")
+    methods = tuple(parse_names(p, "--methods", args.methods, valid))
     for flag in ("epochs", "width", "depth"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
@@ -380,7 +325,7 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
         out = work / "inner-steps"
     fields = ("width", "depth") + (("inner_steps",) if args.analysis == "adapt-steps" else ())
     overrides = tuple((f, getattr(args, f)) for f in fields if getattr(args, f) is not None)
-    config = AnalysisConfig(system=args.system, regime=args.regime, methods=methods,
+    config = AnalysisConfig(system=args.system, system_source=source, regime=args.regime, methods=methods,
                             seeds=tuple(parse_seeds(p, args.seeds)), epochs=args.epochs,
                             out=out, progress=not args.no_progress,
                             budget_overrides=overrides)  # fmt: skip
@@ -389,11 +334,14 @@ def parse_args(argv=None) -> tuple[str, AnalysisConfig, argparse.Namespace]:
 
 def main(argv=None) -> int:
     analysis, config, args = parse_args(argv)
-    if analysis == "adapt-steps":
-        print(adapt_steps(config, args.steps, args.work, Path(args.out)))
-    else:
-        print(inner_steps(config, args.inner_steps, args.work, Path(args.out),
-                          tolerance=args.tolerance))  # fmt: skip
+    try:
+        if analysis == "adapt-steps":
+            print(adapt_steps(config, args.steps, args.work, Path(args.out)))
+        else:
+            print(inner_steps(config, args.inner_steps, args.work, Path(args.out),
+                              tolerance=args.tolerance))  # fmt: skip
+    except run.USER_ERRORS as err:
+        return run.user_error(err)
     return 0
 
 

@@ -10,7 +10,7 @@ width (4×100 tanh; HNN or GNN as in ``experiments.run``) is scored on the 10 te
 with the paper's metrics: the velocity ("trajectory") error at the states of the novel test
 trajectories, the field error on the uniform mesh and, for 2-D systems, SSIM. Seeds are model
 seeds (the dataset is ``load_or_generate(system, 0, ...)``); the adaptation key of seed ``s``
-is the one ``experiments.run`` uses, ``jax.random.key(10_000 + s)``. Two properties of the data
+is every run's (`experiments.scoring.adaptation_key`). Two properties of the data
 come with every row: the relative error of the finite-difference training velocities against
 the exact ones (a floor under any method fitted to them) and the RMS speed of the test states.
 
@@ -25,7 +25,6 @@ again; ``--fresh`` measures everything anew.
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -37,104 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmeta import data, meta, systems
+from jaxmeta.metrics import paper_scores
 
 from ._cli import parse_seeds, parse_systems
 from .config import PRESETS
-from .evaluate import paper_scores
 from .paper import paper_value
-from .regimes import REGIMES, regime_overrides
-from .run import make_model_factory
+from .pipeline import coarsen_mesh, make_model_factory
+from .regimes import CANDIDATES, REGIMES, Candidate, regime_overrides
+from .report import cell, number, summary, table
+from .scoring import adaptation_key
 
 METRICS = ("trajectory_error", "field_error", "ssim")
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """One candidate regime of one system: a label and its system field overrides."""
-
-    system: str
-    label: str
-    overrides: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return f"{self.system}: {self.label}"
-
-
-_C = Candidate
-#: The candidates measured to choose the ``paper-like`` regime (results/calibration/README.md
-#: gives the reasons). Support and test initial states share one box in every candidate (the
-#: paper samples its test trajectories "from novel initial conditions", not from a new region).
-#: A candidate that widens the initial-condition box widens the field-error mesh by the same
-#: factor (the mesh covers the initial states with margin, spec §5).
-CANDIDATES: tuple[Candidate, ...] = (
-    _C("mass-spring", "ours", {}),
-    _C("mass-spring", "m,k in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    _C("mass-spring", "r in [0.2,2]",
-       {"ic_bounds": ((0.2, 2.0),), "mesh_bounds": ((-4.0, 4.0), (-4.0, 4.0))}),
-    _C("mass-spring", "m,k in [0.5,5], r in [0.2,2]",
-       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((0.2, 2.0),),
-        "mesh_bounds": ((-4.0, 4.0), (-4.0, 4.0))}),
-    _C("pendulum", "ours", {}),
-    _C("pendulum", "g=9.81", {"g": 9.81}),
-    _C("pendulum", "ICs in [-2,2]^2",
-       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-4.0, 4.0), (-6.0, 6.0))}),
-    _C("pendulum", "m,l in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    _C("pendulum", "g=9.81, m,l in [0.5,5]",
-       {"g": 9.81, "param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    _C("pendulum", "g=9.81, m,l in [0.5,5], ICs in [-2,2]^2",
-       {"g": 9.81, "param_ranges": ((0.5, 5.0), (0.5, 5.0)),
-        "ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-4.0, 4.0), (-6.0, 6.0))}),
-    _C("duffing", "ours", {}),
-    _C("duffing", "ICs in [-2,2]^2",
-       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)), "mesh_bounds": ((-3.0, 3.0), (-4.0, 4.0))}),
-    _C("duffing", "alpha,beta in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    _C("duffing", "alpha,beta in [0.5,5], ICs in [-2,2]^2",
-       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((-2.0, 2.0), (-2.0, 2.0)),
-        "mesh_bounds": ((-3.0, 3.0), (-4.0, 4.0))}),
-    _C("kepler", "ours", {}),
-    _C("kepler", "d in [0.5,1.5]", {"ic_bounds": ((0.5, 1.5), (-0.05, 0.1))}),
-    _C("kepler", "eps in [-0.2,0.2]", {"ic_bounds": ((0.8, 1.5), (-0.2, 0.2))}),
-    _C("kepler", "m1,m2 in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    _C("kepler", "d in [0.5,1.5], eps in [-0.2,0.2]", {"ic_bounds": ((0.5, 1.5), (-0.2, 0.2))}),
-    _C("dno", "ours", {}),
-    _C("dno", "q,p in [-2,2]",
-       {"ic_bounds": ((-2.0, 2.0), (-2.0, 2.0), (0.0, 1.0)),
-        "mesh_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.5))}),
-    _C("dno", "q,p in [-3,3]",
-       {"ic_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0)),
-        "mesh_bounds": ((-4.5, 4.5), (-4.5, 4.5), (0.0, 1.5))}),
-    _C("dno", "m in [0.5,5], gamma in [0.2,2]", {"param_ranges": ((0.5, 5.0), (0.2, 2.0))}),
-    _C("tgc", "ours", {}),
-    _C("tgc", "q in [0.2,1.8] (cited box)",
-       {"ic_bounds": ((0.2, 1.8), (-1.0, 1.0), (1.0, 3.0), (1.0, 3.0)),
-        "mesh_bounds": ((0.1, 1.9), (-1.5, 1.5), (1.0, 3.0), (1.0, 3.0))}),
-    _C("tgc", "p in [-2,2]",
-       {"ic_bounds": ((0.6, 1.4), (-2.0, 2.0), (1.0, 3.0), (1.0, 3.0)),
-        "mesh_bounds": ((0.5, 1.5), (-3.0, 3.0), (1.0, 3.0), (1.0, 3.0))}),
-    _C("tgc", "alpha,m in [0.5,5]", {"param_ranges": ((0.5, 5.0), (0.5, 5.0))}),
-    # Round 2: per system, the levers of round 1 that each raised Scratch's error, combined
-    # (no new lever, no new range value).
-    _C("kepler", "m1,m2 in [0.5,5], d in [0.5,1.5], eps in [-0.2,0.2]",
-       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)), "ic_bounds": ((0.5, 1.5), (-0.2, 0.2))}),
-    _C("dno", "m in [0.5,5], gamma in [0.2,2], q,p in [-3,3]",
-       {"param_ranges": ((0.5, 5.0), (0.2, 2.0)),
-        "ic_bounds": ((-3.0, 3.0), (-3.0, 3.0), (0.0, 1.0)),
-        "mesh_bounds": ((-4.5, 4.5), (-4.5, 4.5), (0.0, 1.5))}),
-    _C("tgc", "alpha,m in [0.5,5], q in [0.2,1.8]",
-       {"param_ranges": ((0.5, 5.0), (0.5, 5.0)),
-        "ic_bounds": ((0.2, 1.8), (-1.0, 1.0), (1.0, 3.0), (1.0, 3.0)),
-        "mesh_bounds": ((0.1, 1.9), (-1.5, 1.5), (1.0, 3.0), (1.0, 3.0))}),
-)  # fmt: skip
-
-
-def coarsen_mesh(system: systems.AbstractSystem, max_points: int) -> systems.AbstractSystem:
-    """The system with its field-error mesh coarsened to at most ``max_points`` points (the
-    most points per axis that fit), or unchanged if it has no mesh or fits already."""
-    if system.mesh_bounds is None or system.mesh_points**system.state_dim <= max_points:
-        return system
-    per_axis = max(2, int(math.floor(max_points ** (1 / system.state_dim) + 1e-9)))
-    return dataclasses.replace(system, mesh_points=per_axis)
 
 
 @eqx.filter_jit
@@ -185,16 +97,11 @@ def measure(
                          key=jax.random.key(0))  # fmt: skip
     per_seed: dict[str, list[float]] = {}
     for seed in seeds:
-        adapted = meta.adapt(learner, state, dataset.test, jax.random.key(10_000 + seed))
+        adapted = meta.adapt(learner, state, dataset.test, adaptation_key(seed))
         scores = jax.device_get(_scores(scored, adapted.models, dataset.test, mesh))
         for name, values in scores.items():
             per_seed.setdefault(name, []).append(float(np.mean(values)))
-    record: dict[str, Any] = {}
-    for name in METRICS:
-        if name in per_seed:
-            arr = np.asarray(per_seed[name])
-            record[name] = {"mean": float(arr.mean()), "std": float(arr.std()),
-                            "per_seed": arr.tolist()}  # fmt: skip
+    record: dict[str, Any] = {n: summary(per_seed[n]) for n in METRICS if n in per_seed}
     props = jax.device_get(_data_properties(system, dataset.test))
     record.update({k: float(np.mean(v)) for k, v in props.items()})
     record["k"] = dataset.test.num_trajectories
@@ -226,30 +133,24 @@ class _Store:
 
 
 def _fmt(record: dict, metric: str) -> str:
-    if metric not in record:
-        return "–"
-    return f"{record[metric]['mean']:.3f} ± {record[metric]['std']:.3f}"
+    return cell(record.get(metric))
 
 
 def _paper(system: str, metric: str) -> str:
-    ref = paper_value(system, "scratch", metric)
-    return "–" if ref is None else f"{ref:.3f}"
+    return number(paper_value(system, "scratch", metric))
 
 
 def _overrides_text(overrides: dict) -> str:
     return "; ".join(f"`{k}={v!r}`" for k, v in overrides.items()) or "(defaults)"
 
 
-_HEAD = ("velocity error (ours) | (paper) | field error (ours) | (paper) | SSIM (ours) | (paper) "
-         "| FD error | RMS speed")  # fmt: skip
+_HEAD = ["velocity error (ours)", "(paper)", "field error (ours)", "(paper)", "SSIM (ours)",
+         "(paper)", "FD error", "RMS speed"]  # fmt: skip
 
 
-def _cells(system: str, record: dict) -> str:
-    cells = []
-    for metric in METRICS:
-        cells += [_fmt(record, metric), _paper(system, metric)]
-    cells += [f"{record['fd_error']:.1e}", f"{record['rms_speed']:.3g}"]
-    return " | ".join(cells)
+def _cells(system: str, record: dict) -> list[str]:
+    cells = [x for metric in METRICS for x in (_fmt(record, metric), _paper(system, metric))]
+    return cells + [f"{record['fd_error']:.1e}", f"{record['rms_speed']:.3g}"]
 
 
 def _caption(seeds, width: int, depth: int, steps: int) -> str:
@@ -261,39 +162,31 @@ def _caption(seeds, width: int, depth: int, steps: int) -> str:
 
 def regime_table(regime: str, records: dict, caption: str) -> str:
     """Markdown: one row per system of ``regime`` beside the paper's Scratch row."""
-    lines = [f"### Scratch under the `{regime}` regime", "", caption, "",
-             f"| system | overrides | K | {_HEAD} |", "|---|---|---|" + "---|" * 8]  # fmt: skip
-    for name, record in records.items():
-        overrides = _overrides_text(regime_overrides(regime, name))
-        lines.append(f"| {name} | {overrides} | {record['k']} | {_cells(name, record)} |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, _overrides_text(regime_overrides(regime, name)), record["k"],
+             *_cells(name, record)] for name, record in records.items()]  # fmt: skip
+    head = f"### Scratch under the `{regime}` regime\n\n{caption}\n\n"
+    return head + table(["system", "overrides", "K", *_HEAD], rows)
 
 
 def candidates_table(records: list[tuple[Candidate, dict]], caption: str) -> str:
     """Markdown: one row per candidate, grouped by system."""
-    lines = ["### Scratch under each candidate regime", "", caption, "",
-             f"| candidate | overrides | {_HEAD} |", "|---|---|" + "---|" * 8]  # fmt: skip
-    for cand, record in records:
-        text = _overrides_text(cand.overrides)
-        lines.append(f"| {cand.name} | {text} | {_cells(cand.system, record)} |")
-    return "\n".join(lines) + "\n"
+    rows = [[cand.name, _overrides_text(cand.overrides), *_cells(cand.system, record)]
+            for cand, record in records]  # fmt: skip
+    head = f"### Scratch under each candidate regime\n\n{caption}\n\n"
+    return head + table(["candidate", "overrides", *_HEAD], rows)
 
 
 def side_by_side(tables: dict[str, dict], caption: str) -> str:
     """Markdown: the velocity and field errors of every regime beside the paper's."""
     regimes = list(tables)
-    head = " | ".join(f"{r}: velocity | {r}: field" for r in regimes)
-    lines = ["### Scratch: regimes beside the paper", "", caption, "",
-             f"| system | {head} | paper: velocity | paper: field |",
-             "|---|" + "---|---|" * len(regimes) + "---|---|"]  # fmt: skip
+    cols = ["system", *(f"{r}: {m}" for r in regimes for m in ("velocity", "field")),
+            "paper: velocity", "paper: field"]  # fmt: skip
+    rows = []
     for name in next(iter(tables.values())):
-        cells = []
-        for r in regimes:
-            record = tables[r][name]
-            cells += [_fmt(record, "trajectory_error"), _fmt(record, "field_error")]
-        cells += [_paper(name, "trajectory_error"), _paper(name, "field_error")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        ours = [_fmt(tables[r][name], m) for r in regimes
+                for m in ("trajectory_error", "field_error")]  # fmt: skip
+        rows.append([name, *ours, _paper(name, "trajectory_error"), _paper(name, "field_error")])
+    return f"### Scratch: regimes beside the paper\n\n{caption}\n\n" + table(cols, rows)
 
 
 def _write(out: Path, stem: str, text: str, payload) -> None:
@@ -335,48 +228,51 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    out, data_dir = Path(args.out), Path(args.data_dir)
-    suffix = "" if args.steps == 100 else f"-steps{args.steps}"
-    caption = _caption(args.seeds, args.width, args.depth, args.steps)
-    settings = dict(width=args.width, depth=args.depth, steps=args.steps,
-                    max_mesh_points=args.max_mesh_points)  # fmt: skip
-    store = _Store(out / "measurements.json", args.fresh)
-    if args.candidates:
-        records = []
-        for cand in (c for c in CANDIDATES if c.system in args.systems):
-            system = systems.get_system(cand.system, **cand.overrides)
-            record = store.measure(system, args.seeds, data_dir, settings)
-            print(f"{cand.name:55s} velocity error {_fmt(record, 'trajectory_error')}", flush=True)
-            records.append((cand, record))
-        text = candidates_table(records, caption)
-        payload = [{"system": c.system, "label": c.label, "overrides": c.overrides, **r}
-                   for c, r in records]  # fmt: skip
-        _write(out, "candidates" + suffix, text, payload)
-        print(text)
-        return 0
-    regimes = list(REGIMES) if args.regime == "all" else [args.regime]
-    tables = {}
-    for regime in regimes:
+def _candidates(args, store, settings: dict, caption: str, suffix: str) -> str:
+    records = []
+    for cand in (c for c in CANDIDATES if c.system in args.systems):
+        system = systems.get_system(cand.system, **cand.overrides)
+        record = store.measure(system, args.seeds, Path(args.data_dir), settings)
+        print(f"{cand.name:55s} velocity error {_fmt(record, 'trajectory_error')}", flush=True)
+        records.append((cand, record))
+    text = candidates_table(records, caption)
+    payload = [{"system": c.system, "label": c.label, "overrides": c.overrides, **r}
+               for c, r in records]  # fmt: skip
+    _write(Path(args.out), "candidates" + suffix, text, payload)
+    return text
+
+
+def _regimes(args, store, settings: dict, caption: str, suffix: str) -> str:
+    tables, texts = {}, []
+    for regime in list(REGIMES) if args.regime == "all" else [args.regime]:
         records = {}
         for name in args.systems:
             system = systems.get_system(name, **regime_overrides(regime, name))
-            records[name] = store.measure(system, args.seeds, data_dir, settings)
+            records[name] = store.measure(system, args.seeds, Path(args.data_dir), settings)
             print(f"{regime}: {name:12s} velocity error "
                   f"{_fmt(records[name], 'trajectory_error')}", flush=True)  # fmt: skip
         tables[regime] = records
-        text = regime_table(regime, records, caption)
+        texts.append(regime_table(regime, records, caption))
         payload = {"regime": regime, "seeds": args.seeds, "steps": args.steps,
                    "width": args.width, "depth": args.depth,
                    "systems": {n: {"overrides": regime_overrides(regime, n), **r}
                                for n, r in records.items()}}  # fmt: skip
-        _write(out, regime + suffix, text, payload)
-        print(text)
+        _write(Path(args.out), regime + suffix, texts[-1], payload)
     if len(tables) > 1:
-        text = side_by_side(tables, caption)
-        _write(out, "all" + suffix, text, {r: t for r, t in tables.items()})
-        print(text)
+        texts.append(side_by_side(tables, caption))
+        _write(Path(args.out), "all" + suffix, texts[-1], dict(tables))
+    return "\n".join(texts)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    suffix = "" if args.steps == 100 else f"-steps{args.steps}"
+    caption = _caption(args.seeds, args.width, args.depth, args.steps)
+    settings = dict(width=args.width, depth=args.depth, steps=args.steps,
+                    max_mesh_points=args.max_mesh_points)  # fmt: skip
+    store = _Store(Path(args.out) / "measurements.json", args.fresh)
+    measure_all = _candidates if args.candidates else _regimes
+    print(measure_all(args, store, settings, caption, suffix))
     return 0
 
 

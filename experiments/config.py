@@ -10,7 +10,7 @@ from typing import Any
 
 from jaxmeta import systems
 
-from ._cli import parse_seeds
+from ._cli import import_system, parse_names, parse_seeds, parse_system
 from .regimes import DEFAULT_REGIME, REGIMES, regime_overrides
 from .registry import METHODS
 
@@ -44,6 +44,7 @@ class RunConfig:
     """
 
     system: str = "pendulum"
+    system_source: str | None = None  # "package.module:Class" of a user's system
     regime: str = DEFAULT_REGIME
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0,)
@@ -81,6 +82,20 @@ class RunConfig:
         """The fields the system is built with: the regime's, then ``--set`` on top."""
         return {**regime_overrides(self.regime, self.system), **self.set}
 
+    @classmethod
+    def from_json(cls, record: dict, out: Path) -> "RunConfig":
+        """`to_json` inverted (``out`` replaces the recorded directory, so a moved run still
+        loads); keys `RunConfig` does not have (``preset_values``) are dropped, and a user's
+        system (``system_source``) is imported and registered again."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: _tuples(v) for k, v in record.items() if k in fields}
+        values["overrides"] = tuple((k, _tuples(v)) for k, v in record.get("set", {}).items())
+        values["regime"] = stored_regime(record)
+        values["out"] = Path(out)
+        if values.get("system_source"):
+            import_system(values["system_source"])
+        return cls(**values)
+
     def to_json(self) -> dict:
         """The configuration as stored in ``results.json`` (with the preset's values)."""
         record = dataclasses.asdict(self)
@@ -92,14 +107,18 @@ class RunConfig:
         }))  # fmt: skip
 
 
-def _parse_list(text: str, valid, what: str) -> list:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in valid]
-    if not items or bad:
-        raise SystemExit(
-            f"error: unknown {what} {bad or text!r}; valid: {', '.join(map(str, valid))}"
-        )
-    return items
+#: The regime of stored runs made before regimes existed.
+PRE_REGIME = "ours"
+
+
+def stored_regime(config_record: dict) -> str:
+    """The regime of a stored run's configuration (results.json's ``"config"``)."""
+    return config_record.get("regime", PRE_REGIME)
+
+
+def _tuples(value):
+    """JSON lists back to the tuples the systems' fields and `RunConfig` hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _parse_overrides(parser, system_name: str, items: list[str]) -> dict:
@@ -141,7 +160,9 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     """Command line -> `RunConfig` (argparse errors name the flag and the bad value)."""
     p = argparse.ArgumentParser(prog="python -m experiments.run", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--system", default="pendulum", help=f"one of: {', '.join(systems.SYSTEMS)}")
+    p.add_argument("--system", default="pendulum",
+                   help=f"one of: {', '.join(systems.SYSTEMS)}; or your own, "
+                        "package.module:Class (an AbstractSystem subclass)")  # fmt: skip
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated subset of: {', '.join(METHODS)} (default: all)")  # fmt: skip
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
@@ -191,9 +212,8 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
     p.add_argument("--process-id", type=int, default=None, help="several processes: 0..N-1")
     args = p.parse_args(argv)
     _check_processes(p, args)
-    if args.system not in systems.SYSTEMS:
-        p.error(f"unknown system {args.system!r}; valid: {', '.join(systems.SYSTEMS)}")
-    methods = _parse_list(args.methods, METHODS, "method(s)")
+    system, source = parse_system(p, args.system)
+    methods = parse_names(p, "--methods", args.methods, METHODS)
     seeds = parse_seeds(p, args.seeds)
     if not 0 <= args.data_seed < 2**32:
         p.error(f"--data-seed must lie in [0, 2**32), got {args.data_seed}")
@@ -207,12 +227,13 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     preset = PRESETS[args.preset]
     return RunConfig(
-        system=args.system,
+        system=system,
+        system_source=source,
         regime=args.regime,
         methods=tuple(methods),
         seeds=tuple(seeds),
         shots=args.shots,
-        overrides=tuple(_parse_overrides(p, args.system, args.set).items()),
+        overrides=tuple(_parse_overrides(p, system, args.set).items()),
         preset=args.preset,
         epochs=args.epochs or preset.epochs,
         val_every=args.val_every or preset.val_every,
@@ -222,7 +243,7 @@ def parse_args(argv=None, *, doc: str | None = None) -> RunConfig:
         hypernet_penalty=args.hypernet_penalty,
         converged=args.converged,
         data_seed=args.data_seed,
-        out=Path(args.out or f"runs/{args.system}"),
+        out=Path(args.out or f"runs/{system}"),
         devices=args.devices,
         progress=not args.no_progress,
         restart=args.restart,

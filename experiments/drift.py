@@ -5,7 +5,7 @@
 
 An HNN's field conserves its own energy exactly in continuous time, for any weights, and a
 GNN's conserves its energy exactly too; the ``max_energy_drift`` of a results table is
-measured along *numerical* rollouts of the adapted model (`experiments.evaluate.own_energies`:
+measured along *numerical* rollouts of the adapted model (`jaxmeta.metrics.own_energies`:
 ``ENERGY_SUBSTEPS`` steps per save interval). This command rescores the adapted models of a
 finished run (``adapted.eqx`` of ``--seed``, nothing is retrained) along rollouts with each
 of ``--substeps`` steps per save interval. A drift that falls with the step as the solver's
@@ -23,29 +23,25 @@ import json
 import sys
 from pathlib import Path
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from . import run, runs
-from ._cli import parse_seeds
-from .evaluate import ENERGY_SUBSTEPS, own_energies
+from jaxmeta.metrics import ENERGY_SUBSTEPS, own_energies
+
+from . import pipeline, run
+from ._cli import parse_names, parse_seeds
 from .registry import METHODS
 
 
 def drift_table(run_dir, methods, seed: int, substeps: tuple[int, ...]) -> dict:
     """Per method and per substeps value: the max and mean relative drift over the test
     functions' novel trajectories, the absolute drift and |E(x_0)| on the worst path."""
-    config, system, dataset = runs.load_run(run_dir)
-    test = dataset.test
+    config, prep = pipeline.load_run(run_dir)
+    system, test = prep.system, prep.dataset.test
     x0 = test.query_xs[:, :, 0]
     rows = {}
     for name in methods:
-        path = config.out / name / f"seed{seed}" / "adapted.eqx"
-        if not path.is_file():
-            raise SystemExit(f"error: {path} is missing: {name} seed {seed} never finished")
-        _, like = run._skeletons(config, system, dataset, name)
-        models = eqx.tree_deserialise_leaves(path, like)
+        models = pipeline.load_adapted(config, prep, name, seed).models
         rows[name] = {}
         for n in substeps:
             _, energies, rel = own_energies(system, models, x0, test.ts, substeps=n)
@@ -105,16 +101,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         record = Path(args.run) / "results.json"
         args.methods = tuple(json.loads(record.read_text())["methods"]) if record.is_file() else ()
     else:
-        args.methods = tuple(m.strip() for m in args.methods.split(","))
-        bad = [m for m in args.methods if m not in METHODS]
-        if bad:
-            p.error(f"--methods: unknown {', '.join(map(repr, bad))}; valid: {', '.join(METHODS)}")
+        args.methods = tuple(parse_names(p, "--methods", args.methods, METHODS))
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    record = drift_table(args.run, args.methods, args.seed, args.substeps)
+    try:
+        record = drift_table(args.run, args.methods, args.seed, args.substeps)
+    except run.USER_ERRORS as err:
+        return run.user_error(err)
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
     table = to_markdown(record)

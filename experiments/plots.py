@@ -49,20 +49,20 @@ def _draw_fields(system, test, fields: dict, q, p, rest, path: Path, fn: int, ti
     mu = ", ".join(f"{n} = {v:.3g}" for n, v in zip(system.param_names, np.asarray(test.mu[fn])))
     fig.suptitle(f"{system.name}: {mu}  {title}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
 def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
-    """True field and each method's adapted field on the (q, p) plane for test function ``fn``
+    """True field and each method's adapted field (``adapted``: method -> `jaxmeta.meta.Adapted`) on the (q, p) plane for test function ``fn``
     (paper Figs. 1, 4, 5; for DNO/TGC the plane at mid-range entropies, cf. Fig. 3)."""
     if system.state_dim > 4:  # Kepler: plot orbits instead
         return orbits(system, test, adapted, path, fn)
     q, p, pts, rest = _plane(system)
     mu = test.mu[fn]
     fields = {"truth": jax.vmap(lambda x: system.vector_field(x, mu))(pts)}
-    for name, models in adapted.items():
-        fields[name] = jax.vmap(_one(models, fn))(pts)
+    for name, a in adapted.items():
+        fields[name] = jax.vmap(a.model(fn))(pts)
     _draw_fields(system, test, fields, q, p, rest, path, fn, "")
 
 
@@ -81,17 +81,12 @@ def kshot_fields(system, test, learner, state, path: Path, fn: int = 0,
             model = state.params(jnp.mean(state.latents, axis=0))
         else:
             tuned = eqx.tree_at(lambda m: m.adapt_steps, learner, n)
-            model = _one(tuned.adapt(state, xs, dxs, key=jax.random.key(0)).models, 0)
+            model = tuned.adapt(state, xs, dxs, key=jax.random.key(0)).model(0)
         fields[f"{n}-shot"] = jax.vmap(model)(pts)
     fields["target"] = jax.vmap(lambda x: system.vector_field(x, test.mu[fn]))(pts)
     _draw_fields(
         system, test, fields, q, p, rest, path, fn, f"({type(learner.modulation).__name__})"
     )
-
-
-def _one(models, fn):
-    arrays, static = eqx.partition(models, eqx.is_array)
-    return eqx.combine(jax.tree.map(lambda a: a[fn], arrays), static)
 
 
 def trajectories(system, test, adapted: dict, path: Path, fn: int = 0, traj: int = 0) -> None:
@@ -100,8 +95,8 @@ def trajectories(system, test, adapted: dict, path: Path, fn: int = 0, traj: int
     x_true = test.query_xs[fn, traj]
     dims = min(system.state_dim, 4)
     fig, axes = plt.subplots(1, dims, figsize=(3.2 * dims, 2.8), squeeze=False)
-    for name, models in adapted.items():
-        xs = np.asarray(rollout(_one(models, fn), x_true[0], test.ts))
+    for name, a in adapted.items():
+        xs = np.asarray(rollout(a.model(fn), x_true[0], test.ts))
         for d in range(dims):
             axes[0][d].plot(ts, xs[:, d], lw=1, label=name)
     for d in range(dims):
@@ -110,7 +105,7 @@ def trajectories(system, test, adapted: dict, path: Path, fn: int = 0, traj: int
         axes[0][d].set_xlabel("t")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -119,15 +114,15 @@ def orbits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
     x_true = test.query_xs[fn, 0]
     fig, axes = plt.subplots(1, len(adapted) + 1, figsize=(3 * (len(adapted) + 1), 3))
     runs = {"truth": np.asarray(x_true)}
-    for name, models in adapted.items():
-        runs[name] = np.asarray(rollout(_one(models, fn), x_true[0], test.ts))
+    for name, a in adapted.items():
+        runs[name] = np.asarray(rollout(a.model(fn), x_true[0], test.ts))
     for ax, (name, xs) in zip(np.atleast_1d(axes), runs.items()):
         ax.plot(xs[:, 0], xs[:, 1], lw=1)
         ax.plot(xs[:, 2], xs[:, 3], lw=1)
         ax.set_title(name)
         ax.set_aspect("equal", "datalim")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -142,7 +137,7 @@ def validation_curves(histories: dict, path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:  # Scratch alone has no validation curve
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -172,7 +167,7 @@ def adapted_portrait(system, model, xs, rollouts, path: Path, title: str = "") -
     ax.set_title(f"{system.name} {title}".strip(), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -187,5 +182,36 @@ def energies(ts, curves: dict, path: Path) -> None:
         ax.set_xlabel("t")
     axes[0][0].set_ylabel("learned energy")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def draw_figures(config, prep, firsts: dict) -> bool:
+    """Every figure of a run, from the adapted models and trained states on disk (``firsts``:
+    method -> the seed to draw, its first finished one). Trained states stay on the machine
+    that made them unless committed, so a clone may hold the records but not the states: then
+    no figure is redrawn, the files there are kept (each names the methods it shows), and a
+    line says so. Returns whether the figures were drawn."""
+    from . import pipeline, store
+    from .registry import KSHOT_ORDER
+
+    kshot = next((m for m in KSHOT_ORDER if m in firsts), None)
+    needed = [store.adapted_path(config, n, s) for n, s in firsts.items()]
+    if kshot is not None:
+        needed.append(store.state_path(config, kshot, firsts[kshot]))
+    missing = [p for p in needed if not p.exists()]
+    if missing:
+        pipeline.say(f"figures in {config.out} not redrawn: {len(missing)} trained state(s) are "
+                     f"not on disk, e.g. {missing[0]} (states stay where they were trained); "
+                     "the figures there are kept as last drawn")  # fmt: skip
+        return False
+    test = prep.dataset.test
+    adapted = {n: pipeline.load_adapted(config, prep, n, s) for n, s in firsts.items()}
+    if kshot is not None:
+        state = pipeline.load_state(config, prep, kshot, firsts[kshot])
+        learner = pipeline.make_learner(kshot, config, prep.loss_scale)
+        kshot_fields(prep.system, test, learner, state, config.out / f"kshot_{kshot}.png")
+    if adapted:
+        phase_portraits(prep.system, test, adapted, config.out / "fields.png")
+        trajectories(prep.system, test, adapted, config.out / "trajectories.png")
+    return True

@@ -24,6 +24,9 @@ MODULATIONS: dict[str, Callable[[], modulation.AbstractModulation]] = {
     "mr": lambda: modulation.MultiRank(rank=5),
 }
 
+#: The modulation whose k-shot figure a run draws: the first of these it has.
+KSHOT_ORDER = ("mr", "ro", "fw", "shift")
+
 #: Optimisation-based baselines: name -> learner class.
 BASELINES: dict[str, type[meta.AbstractMetaLearner]] = {
     "scratch": meta.Scratch,

@@ -15,14 +15,15 @@ and the same command again continues where it stopped (finishing at least one un
 finished (a job with nothing finished is left out; one with a (method, seed) still to run
 gets its numbers but no verdict).
 
-Finished work is reused only by the configuration that made it (`experiments.provenance`):
+Finished work is reused only by the configuration that made it (`experiments.store`):
 a (job, method, seed) made with, say, other ``--epochs`` is refused, naming what differs, and
 ``--restart`` discards it instead. Exit status: 0; 2 for a bad flag or stale or corrupt
 stored work (``error: ...``, nothing trained); 3 when some unit diverged in this call (the
 tables are written, with ``diverged``).
 
 Jobs: ``main`` (Tables 1-2 and the K = 10 columns of 7-8: every system, every method),
-``zero-init`` (Tables 9-10: modulations, latent initialised at zero), ``k<K>`` (Tables 4-8,
+``zero-init`` (Tables 9-10: modulations, latent initialised at zero; a test-time setting, so
+it re-scores the main job's trained states where they are on disk), ``k<K>`` (Tables 4-8,
 the other K of each system) and ``dno-targeted`` (App. G.2.1, a figure in the paper: ours
 only).
 """
@@ -30,6 +31,7 @@ only).
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,13 +40,12 @@ import jax
 
 from jaxmeta import systems
 
-from . import provenance, run
-from ._cli import parse_seeds, parse_systems
+from . import pipeline, report, run, scoring, store
+from ._cli import parse_names, parse_seeds, parse_systems
 from .config import PRESETS, RunConfig
-from .paper import paper_value, varying_k
+from .paper import varying_k
 from .regimes import DEFAULT_REGIME, REGIMES
 from .registry import METHODS, MODULATIONS
-from .verdict import verdict_lines, verdict_table, verdicts
 
 TARGETED_DNO = (("ic_bounds", ((-0.5, 0.5), (-0.5, 0.5), (1.0, 2.0))),)
 # Seconds kept at the end of a --time-budget for writing the tables and figures.
@@ -61,6 +62,12 @@ class Job:
     shots: int | None = None
     latent_init: str = "mean"
     overrides: tuple = ()
+
+    @property
+    def scores_main(self) -> bool:
+        """Whether the job differs from its system's main job at test time only (so it
+        re-scores the main job's trained states)."""
+        return self.name == "zero-init"
 
     @property
     def title(self) -> str:
@@ -96,7 +103,7 @@ def job_config(job: Job, args) -> RunConfig:
 
 
 def _finished(config: RunConfig, method: str, seed: int) -> Path:
-    return config.out / method / f"seed{seed}" / "metrics.json"
+    return store.metrics_path(config, method, seed)
 
 
 def _estimate(configs: list[RunConfig], method: str) -> float | None:
@@ -144,16 +151,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.systems = parse_systems(p, args.systems)
     args.seeds = parse_seeds(p, args.seeds)
     if args.methods is not None:
-        args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in args.methods if m not in METHODS]
-        if bad or not args.methods:
-            p.error(f"--methods: unknown {bad or args.methods!r}; valid: {', '.join(METHODS)}")
+        args.methods = parse_names(p, "--methods", args.methods, METHODS)
     if args.jobs is not None:
-        args.jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
-        names = {j.name for j in jobs(list(systems.SYSTEMS))}
-        bad = [j for j in args.jobs if j not in names]
-        if bad or not args.jobs:
-            p.error(f"--jobs: unknown {bad or args.jobs!r}; valid: {', '.join(sorted(names))}")
+        names = sorted({j.name for j in jobs(list(systems.SYSTEMS))})
+        args.jobs = parse_names(p, "--jobs", args.jobs, names)
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.time_budget is not None and not args.time_budget > 0:
@@ -165,7 +166,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        return _reproduce(args)
+        with store.hold(Path(args.out)):
+            return _reproduce(args)
     except run.USER_ERRORS as err:  # stale or corrupt stored work, bad settings: no traceback
         return run.user_error(err)
 
@@ -181,16 +183,16 @@ def _reproduce(args) -> int:
     print(f"jax {jax.__version__} | {jax.devices()} | {len(selected)} job(s) in {args.out}")
     for job, config in zip(selected, configs):  # the flags of all stored work, before any data
         for method in job.methods:
-            provenance.check(config, method)
+            store.check(config, method)
     stopped, ran, diverged = None, 0, False
     for job, config in [] if args.tables_only else zip(selected, configs):
         pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
                    for m in job.methods}  # fmt: skip
         if not any(pending.values()):
             continue
-        prep = run.prepare(config)
+        prep = pipeline.prepare(config)
         for method in job.methods:  # and its data, before this job trains anything
-            provenance.check(config, method, prep.data)
+            store.check(config, method, prep.data)
         for method, seeds in pending.items():
             while seeds and not stopped:
                 estimate = _estimate(configs, method)
@@ -223,7 +225,7 @@ def _reproduce(args) -> int:
 
 def _diverged(config: RunConfig, method: str, seed: int) -> Path:
     """Where a divergence is recorded: in the seed's directory, under its identity."""
-    return provenance.seed_dir(config, method, seed) / "diverged.txt"
+    return store.seed_dir(config, method, seed) / "diverged.txt"
 
 
 def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> bool:
@@ -232,8 +234,11 @@ def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) 
     units) or the divergence beside it. Returns False if the unit diverged."""
     one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
     unit_start = time.perf_counter()
+    if job.scores_main:
+        for seed in seeds:
+            _from_main(config, method, seed)
     try:
-        run.run_method(one, prep, method)
+        scoring.run_method(one, prep, method)
     except FloatingPointError as err:
         print(f"{job.system}/{job.name} {method} seeds {seeds} diverged: {err}", flush=True)
         for seed in seeds:
@@ -244,11 +249,27 @@ def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) 
         path = _finished(config, method, seed)
         record = json.loads(path.read_text())
         record["unit_seconds"] = wall
-        provenance.write_json(path, record)
+        store.write_json(path, record)
         print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
               f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",
               flush=True)  # fmt: skip
     return True
+
+
+def _from_main(config: RunConfig, method: str, seed: int) -> None:
+    """A job that only re-scores the main job's training (zero-init): copy the main job's
+    finished (method, seed) here, so `scoring.run_method` re-scores it from its trained state
+    instead of training it again (where the main job's state is not on disk, it trains: the
+    same training gives the same state)."""
+    main = dataclasses.replace(config, out=config.out.parent / f"{config.system}-main",
+                               latent_init="mean")  # fmt: skip
+    source = [store.metrics_path(main, method, seed), store.state_path(main, method, seed)]
+    if store.metrics_path(config, method, seed).exists() or not all(p.exists() for p in source):
+        return
+    target = store.seed_dir(config, method, seed)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source:
+        shutil.copy2(path, target / path.name)
 
 
 def _records(config: RunConfig, method: str) -> dict:
@@ -260,36 +281,6 @@ def _records(config: RunConfig, method: str) -> dict:
         elif _diverged(config, method, seed).exists():
             return _diverged(config, method, seed).read_text()
     return out
-
-
-def glance(mains: dict, metric="trajectory_error", *, title="the main tables", paper=None) -> str:
-    """One table, methods × columns, of ``metric`` (``mains``: column label, a system for the
-    main jobs -> (results.json's ``methods``, its config)): ours (mean ± std), with the
-    paper's beside it where the paper reports the metric (`paper_value` with the keywords
-    ``paper[label]``, else the run's own `run.paper_settings`). Methods without the metric are
-    left out."""
-    methods = [m for m in dict.fromkeys(m for summary, _ in mains.values() for m in summary)
-               if any(metric in summary.get(m, {}) or "diverged" in summary.get(m, {})
-                      for summary, _ in mains.values())]  # fmt: skip
-    settings = {label: (paper or {}).get(label) or run.paper_settings(config)
-                for label, (_, config) in mains.items()}  # fmt: skip
-    ref = {(label, m): paper_value(config.system, m, metric, **settings[label])
-           for label, (_, config) in mains.items() for m in methods}  # fmt: skip
-    papered = any(v is not None for v in ref.values())
-    lines = [f"## At a glance: {metric} of {title} (ours{' / paper' * papered})\n",
-             "| method | " + " | ".join(mains) + " |", "|---|" + "---|" * len(mains)]  # fmt: skip
-    for method in methods:
-        cells = []
-        for label, (summary, _) in mains.items():
-            s = summary.get(method, {})
-            ours = ("diverged" if "diverged" in s else
-                    f"{s[metric]['mean']:.3f} ± {s[metric]['std']:.3f}" if metric in s else "–")  # fmt: skip
-            value = ref[label, method]
-            cells.append(
-                ours + (f" / {'–' if value is None else f'{value:.3f}'}" if papered else "")
-            )
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def write_tables(selected, configs, path: Path) -> str:
@@ -304,13 +295,13 @@ def write_tables(selected, configs, path: Path) -> str:
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
             continue
-        prep = run.prepare(config)
+        prep = pipeline.prepare(config)
         for method in job.methods:  # --restart may discard some
-            provenance.check(config, method, prep.data)
+            store.check(config, method, prep.data)
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
             continue
-        table = run.report(config, prep, done)
+        table = report.write_run(config, prep, done)
         counts = ", ".join(f"{m} {len(r) if isinstance(r, dict) else 'diverged'}"
                            for m, r in done.items())  # fmt: skip
         summary = json.loads((config.out / "results.json").read_text())["methods"]
@@ -320,7 +311,7 @@ def write_tables(selected, configs, path: Path) -> str:
             verdicts = [f"Verdict withheld: {units - left} of {units} (method, seed) units "
                         "finished; the same command continues the job."]  # fmt: skip
         else:
-            verdicts = verdict_lines(config.system, summary, **run.paper_settings(config))
+            verdicts = report.verdict_lines(config.system, summary, **report.paper_settings(config))
         labels = []  # the columns this job fills in summary.md and varying-k.md
         if job.name == "main":
             mains[config.system] = (summary, config)
@@ -336,56 +327,16 @@ def write_tables(selected, configs, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     shots = {system: by_k for system, by_k in shots.items() if len(by_k) > 1}
     if shots:
-        varying = varying_k_text(shots, partial=partial)
+        varying = report.varying_k_text(shots, partial=partial)
         (path.parent / "varying-k.md").write_text(varying)
         parts.insert(1, varying)
     if mains:
-        summary = summary_text(mains, partial)
+        summary = report.summary_text(mains, partial)
         (path.parent / "summary.md").write_text(summary)
         parts.insert(1, summary)
     text = "\n".join(parts)
     path.write_text(text)
     return text
-
-
-def _withheld(labels, partial) -> str:
-    """The lines that say which of the columns ``labels`` get no verdict (``partial``)."""
-    return "".join(f"\nNo verdict for {x}: its job is partial.\n" for x in labels if x in partial)
-
-
-def summary_text(mains: dict, partial=()) -> str:
-    """``summary.md``: the main tables side by side (trajectory and field error, ours beside
-    the paper's; the R² of the latent -> mu map) and one table of the verdicts of every system
-    not in ``partial`` (those with a main-job (method, seed) still to run)."""
-    parts = [glance(mains, m) for m in ("trajectory_error", "field_error", "mu_r2")]
-    table = verdict_table({system: verdicts(system, summary, **run.paper_settings(config))
-                           for system, (summary, config) in mains.items()
-                           if system not in partial})  # fmt: skip
-    return (
-        "\n".join(parts) + "\n## Verdicts of the main tables\n\n" + table
-        + _withheld(mains, partial)
-    )  # fmt: skip
-
-
-def varying_k_text(shots: dict, metric: str = "trajectory_error", partial=()) -> str:
-    """``varying-k.md``: Tables 4-8 side by side (``shots``: system -> K -> (results.json's
-    ``methods``, its config); the main job is the system's default K): ``metric``, ours
-    beside the paper's at the same K, and the verdict on it of every (system, K) whose label
-    ``"<system> K=<K>"`` is not in ``partial``. Each job's full table (every metric, every
-    verdict) is in ``tables.md``."""
-    columns, paper = {}, {}
-    for system, by_k in shots.items():
-        for k in sorted(by_k):
-            label = f"{system} K={k}"
-            columns[label] = by_k[k]
-            paper[label] = {**run.paper_settings(by_k[k][1]), "k": k}
-    text = glance(columns, metric, title="the varying-K tables 4-8", paper=paper)
-    table = verdict_table({
-        label: {metric: verdicts(config.system, summary, **paper[label])[metric]}
-        for label, (summary, config) in columns.items() if label not in partial
-    })  # fmt: skip
-    verdict_title = f"## Verdicts of the varying-K tables ({metric})"
-    return f"{text}\n{verdict_title}\n\n{table}" + _withheld(columns, partial)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Three choices the paper's text leaves open, crossed as the protocol fixes them: 
 protocol (the paper's 100 Adam steps, or each function's fit run to convergence, for every
 method: `jaxmeta.meta.adapt_converged`), the training latents' optimiser state (fresh or
 persistent) and the later version's locality regulariser (weights in units of the data's
-loss scale, `experiments.run.loss_scale`). Every unit, one (stage, system, variant, method)
+loss scale, `experiments.pipeline.loss_scale`). Every unit, one (stage, system, variant, method)
 with its seeds as one vmapped program, is an ``experiments.run`` directory
 ``<out>/<stage>/<system>/<variant>/`` scored under both protocols (``--converged``).
 
@@ -28,8 +28,6 @@ trial run (into another ``--out``); the protocol's runs use none of them.
 import argparse
 import contextlib
 import dataclasses
-import difflib
-import fcntl
 import json
 import sys
 import time
@@ -37,8 +35,8 @@ from pathlib import Path
 
 import jax
 
-from . import provenance, run
-from ._cli import parse_systems
+from . import pipeline, run, scoring, store
+from ._cli import parse_names, parse_systems
 from .config import PRESETS, RunConfig
 from .registry import METHODS
 
@@ -139,7 +137,7 @@ def unit_config(unit: Unit, out: Path, *, progress: bool, epochs: int | None = N
 
 
 def _metrics(config: RunConfig, method: str, seed: int) -> Path:
-    return provenance.seed_dir(config, method, seed) / "metrics.json"
+    return store.seed_dir(config, method, seed) / "metrics.json"
 
 
 def finished(config: RunConfig, method: str) -> bool:
@@ -149,7 +147,7 @@ def finished(config: RunConfig, method: str) -> bool:
 
 
 def _diverged(config: RunConfig, method: str, seed: int) -> Path:
-    return provenance.seed_dir(config, method, seed) / "diverged.txt"
+    return store.seed_dir(config, method, seed) / "diverged.txt"
 
 
 def estimate(unit: Unit, out: Path) -> float:
@@ -167,26 +165,24 @@ def estimate(unit: Unit, out: Path) -> float:
 
 @contextlib.contextmanager
 def claimed(config: RunConfig, method: str):
-    """Hold the unit's lock file while it runs (yields False, holding nothing, if another
-    process holds it); the lock goes with the process, however it ends."""
-    path = config.out / method / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
+    """Hold the unit's lock (`store.hold` on its method directory) while it runs; yields
+    False, holding nothing, if another process holds it."""
+    try:
+        with store.hold(config.out / method, what="unit"):
+            yield True
             return
-        yield True
+    except store.RunLockedError:
+        pass
+    yield False
 
 
 def run_unit(unit: Unit, config: RunConfig) -> bool:
     """Train and score one unit; its wall time goes into each seed's ``metrics.json``
     (``unit_seconds``). Returns False if it diverged (recorded beside the seeds)."""
     tic = time.perf_counter()
-    prep = run.prepare(config)
+    prep = pipeline.prepare(config)
     try:
-        run.run_method(config, prep, unit.method)
+        scoring.run_method(config, prep, unit.method)
     except FloatingPointError as err:
         print(f"{unit.label} diverged: {err}", flush=True)
         for seed in config.seeds:
@@ -197,7 +193,7 @@ def run_unit(unit: Unit, config: RunConfig) -> bool:
         path = _metrics(config, unit.method, seed)
         record = json.loads(path.read_text())
         record["unit_seconds"] = wall
-        provenance.write_json(path, record)
+        store.write_json(path, record)
     errors = [json.loads(_metrics(config, unit.method, s).read_text())["trajectory_error"]
               for s in config.seeds]  # fmt: skip
     print(f"{unit.label}: trajectory error {sum(errors) / len(errors):.4f} ({wall:.0f} s)",
@@ -246,17 +242,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.systems = parse_systems(p, args.systems)
     for flag, valid in (("variants", VARIANT_NAMES), ("methods", METHODS)):
-        text = getattr(args, flag)
-        if text is None:
-            continue
-        names = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in names if t not in valid]
-        if bad or not names:
-            hint = difflib.get_close_matches(bad[0], valid, n=1) if bad else []
-            p.error(f"--{flag}: unknown {bad or text!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                    + f"; valid: {', '.join(valid)}")  # fmt: skip
-        setattr(args, flag, names)
+        if getattr(args, flag) is not None:
+            setattr(args, flag, parse_names(p, f"--{flag}", getattr(args, flag), valid))
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.time_budget is not None and not args.time_budget > 0:
@@ -289,7 +276,7 @@ def _study(args) -> int:
                for u in todo}  # fmt: skip
     for unit in [] if args.tables_only else todo:
         config = configs[unit]
-        provenance.check(config, unit.method)
+        store.check(config, unit.method)
         if finished(config, unit.method):
             continue
         guess = estimate(unit, args.out) * (config.epochs / STAGES[unit.stage])

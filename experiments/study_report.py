@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from .registry import METHODS, MODULATIONS
+from .report import verdict_lines
 from .study import BASE, CARRIERS, LONG_SYSTEMS, SEEDS, STAGES, SYSTEMS, VARIANTS, Variant
-from .verdict import OPTIMISATION, verdict_lines
+from .verdict import OPTIMISATION
 
 PROTOCOLS = ("paper", "converged")
 METRIC = "trajectory_error"

@@ -1,4 +1,5 @@
-"""One-line verdicts: does the paper's ordering hold in a results table?
+"""Verdicts: does the paper's ordering hold in a results table? (`experiments.report` writes
+them as lines and tables.)
 
 The paper's claims (§5): modulation-based methods beat the optimisation-based ones (MAML,
 Reptile, ANIL), which beat Scratch, and RO or MR is the best method. Each verdict counts how
@@ -48,39 +49,3 @@ def verdicts(system: str, summary: dict, **paper) -> dict:
         )
         out[metric] = {"ours": a, "paper": b, "holds": holds}
     return out
-
-
-def verdict_lines(system: str, summary: dict, **paper) -> list[str]:
-    """One line per paper metric of ``summary`` (see `verdicts`), comparing our orderings with
-    the paper's; the paper's side is left out where it reports no number."""
-    lines = []
-    for metric, v in verdicts(system, summary, **paper).items():
-        a, b = v["ours"], v["paper"]
-        bits = []
-        ref = lambda key, b=b: f" (paper {b[key][0]}/{b[key][1]})" if key in b else ""
-        if "mod" in a:
-            bits.append(f"modulations beating the best optimisation-based method {a['mod'][0]}/"
-                        f"{a['mod'][1]}{ref('mod')}")  # fmt: skip
-        if "opt" in a:
-            bits.append(f"optimisation-based beating Scratch {a['opt'][0]}/{a['opt'][1]}"
-                        f"{ref('opt')}")  # fmt: skip
-        bits.append(f"best {a['best']}" + (f" (paper {b['best']})" if "best" in b else ""))
-        verdict = "holds" if v["holds"] else "does not hold"
-        lines.append(f"**{metric}**: the paper's ordering {verdict} here: " + "; ".join(bits) + ".")
-    return lines
-
-
-def verdict_table(per_system: dict) -> str:
-    """One Markdown table of `verdicts` for several systems (``per_system``: system ->
-    `verdicts`' dict): a row per (system, metric), ours beside the paper's counts."""
-    count = lambda c, k: f"{c[k][0]}/{c[k][1]}" if k in c else "–"
-    lines = ["| system | metric | paper's ordering here | modulations < best optimisation-based "
-             "(ours / paper) | optimisation-based < Scratch (ours / paper) | best (ours / paper) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for system, per_metric in per_system.items():
-        for metric, v in per_metric.items():
-            a, b = v["ours"], v["paper"]
-            lines.append(f"| {system} | {metric} | {'holds' if v['holds'] else 'does not hold'} | "
-                         f"{count(a, 'mod')} / {count(b, 'mod')} | {count(a, 'opt')} / "
-                         f"{count(b, 'opt')} | {a['best']} / {b.get('best', '–')} |")  # fmt: skip
-    return "\n".join(lines) + "\n"

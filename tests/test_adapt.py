@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import re
 
 import equinox as eqx
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import adapt, run, runs
+from experiments import adapt, pipeline, run, store
 from jaxmeta import data, meta, systems
 
 F32 = float(np.finfo(np.float32).eps)
@@ -157,9 +158,9 @@ def _velocity_error(trained, out) -> float:
 
 
 def test_run_round_trips_and_scores_the_latent_map(trained):
-    config, system, dataset = runs.load_run(trained["run"])
+    config, prep = pipeline.load_run(trained["run"])
     assert config == run.parse_args([*RUN_ARGV, "--out", str(trained["run"])])
-    assert system == trained["system"] and dataset.train.xs.shape[1] == 2
+    assert prep.system == trained["system"] and prep.dataset.train.xs.shape[1] == 2
     ro = json.loads((trained["run"] / "ro" / "seed0" / "metrics.json").read_text())
     assert set(ro["mu_r2_params"]) == {"m", "l"} and set(ro["mu_rmse_params"]) == {"m", "l"}
     assert ro["mu_r2"] == pytest.approx(np.mean(list(ro["mu_r2_params"].values())))
@@ -208,7 +209,7 @@ def test_adapt_warns_out_of_its_training_regime(trained, capsys):
     assert record["data"]["dt"] == pytest.approx(0.3)
 
 
-def test_adapt_refusals(trained, tmp_path):
+def test_adapt_refusals(trained, tmp_path, capsys):
     ts, xs = trained["ts"], trained["support"]
 
     def refused(match, data_file=None, **flags):
@@ -216,8 +217,10 @@ def test_adapt_refusals(trained, tmp_path):
                 "--out", str(tmp_path / "out")]  # fmt: skip
         for flag, value in {"method": "ro", **flags}.items():
             argv += [f"--{flag}", str(value)]
-        with pytest.raises(SystemExit, match=match):
+        with pytest.raises(SystemExit) as exit_:
             adapt.main(argv)
+        assert exit_.value.code == 2  # a bad input file or flag, as argparse's
+        assert re.search(match, capsys.readouterr().err), match
 
     def npz(**arrays):
         np.savez(tmp_path / "d.npz", **{"ts": ts, "xs": xs, **arrays})
@@ -233,14 +236,15 @@ def test_adapt_refusals(trained, tmp_path):
     npz(xs=np.where(xs > 0.5, np.nan, xs))
     refused("`xs` has non-finite values")
     npz()
-    refused("unknown method 'sgd'", method="sgd")
-    refused("method 'mr' is not in the run", method="mr")
-    refused(r"seed 3 is not in the run .* \(seeds: 0\)", seed=3)
+    refused("--method: unknown 'sgd'", method="sgd")
+    refused("--method: unknown 'mrr' \\(did you mean 'mr'\\?\\)", method="mrr")
+    refused("--method 'mr' is not a method of the run", method="mr")
+    refused(r"--seed 3 is not a seed of the run .* \(seeds: 0\)", seed=3)
     refused("no such file", data_file=tmp_path / "missing.npz")
     # The same checks on the long .csv form.
     csv = tmp_path / "d.csv"
     csv.write_text("trajectory,t,q,p,s\n0,0.0,0.1,0.2,0.3\n")
-    refused("the header trajectory,t,q,p,s has state dimension 3", data_file=csv)
+    refused("--data .*: the header trajectory,t,q,p,s has state dimension 3", data_file=csv)
     csv.write_text("trajectory,t,q,p\n0,0.0,0.1,0.2\n0,0.1,nan,0.2\n0,0.2,0.1,0.2\n")
     refused("line 3: non-finite value", data_file=csv)
     csv.write_text("trajectory,t,q,p\n0,0.0,0.1,0.2\n0,0.1,0.1,0.2\n")
@@ -291,7 +295,7 @@ def test_portrait_of_a_three_dimensional_system(tmp_path):
 # ----------------------------------------------------------------- experiments.drift
 def test_drift_rescoring_matches_the_run_and_falls_with_the_step(trained, tmp_path, capsys):
     from experiments import drift
-    from experiments.evaluate import ENERGY_SUBSTEPS
+    from jaxmeta.metrics import ENERGY_SUBSTEPS
 
     run_dir = trained["run"]
     argv = ["--run", str(run_dir), "--substeps", f"{ENERGY_SUBSTEPS},64", "--out", str(tmp_path)]
@@ -314,5 +318,5 @@ def test_drift_rescoring_matches_the_run_and_falls_with_the_step(trained, tmp_pa
         with pytest.raises(SystemExit):
             drift.parse_args(["--run", str(run_dir), *bad])
         assert message in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="mr seed 0 never finished"):
+    with pytest.raises(store.StaleRunError, match="mr seed 0 has no adapted models"):
         drift.drift_table(run_dir, ("mr",), 0, (4,))

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments import calibrate, compare, regimes, run
+from experiments import calibrate, compare, pipeline, regimes, report, run
+from experiments.config import PRESETS
 from experiments.paper import paper_value
 from jaxmeta import data, systems
 
@@ -31,7 +32,7 @@ def test_regime_ours_is_the_old_system():
     config = run.parse_args(["--system", "duffing", "--regime", "ours"])
     assert config.regime == "ours" and config.system_overrides == {}
     assert systems.get_system(config.system, **config.system_overrides) == systems.Duffing()
-    assert "regime ours" in run.table_header(config, 10)
+    assert "regime ours" in report.table_header(config, 10, "cpu")
 
 
 def test_regime_errors(capsys):
@@ -49,7 +50,7 @@ def test_set_overrides_on_top_of_the_default_regime():
     assert default.regime == regimes.DEFAULT_REGIME == "paper-like"
     base = regimes.regime_overrides("paper-like", "pendulum")
     assert default.system_overrides == base
-    assert "regime paper-like" in run.table_header(default, 10)
+    assert "regime paper-like" in report.table_header(default, 10, "cpu")
     config = run.parse_args(["--system", "pendulum", "--set", "t1=0.5"])
     assert config.set == {"t1": 0.5}
     assert config.system_overrides == {**base, "t1": 0.5}
@@ -70,10 +71,10 @@ def test_paper_values_kept_for_regimes_dropped_for_set():
     for regime in regimes.REGIMES:
         config = run.parse_args(["--system", "pendulum", "--regime", regime])
         assert paper_value("pendulum", "scratch", "trajectory_error",
-                           **run.paper_settings(config)) == 0.839  # fmt: skip
+                           **report.paper_settings(config)) == 0.839  # fmt: skip
     config = run.parse_args(["--system", "pendulum", "--set", "t1=0.5"])
     assert paper_value("pendulum", "scratch", "trajectory_error",
-                       **run.paper_settings(config)) is None  # fmt: skip
+                       **report.paper_settings(config)) is None  # fmt: skip
 
 
 def test_compare_labels_regimes(tmp_path):
@@ -180,7 +181,7 @@ def test_calibrate_writes_regime_and_candidate_tables(tmp_path, monkeypatch):
 def test_calibrate_bad_flags(capsys):
     with pytest.raises(SystemExit):
         calibrate.parse_args(["--systems", "pendulum,spring"])
-    assert "--systems: unknown ['spring']" in capsys.readouterr().err
+    assert "--systems: unknown 'spring'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         calibrate.parse_args(["--steps", "0"])
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
@@ -213,7 +214,7 @@ def test_calibrate_scores_scratch_as_experiments_run_does(tmp_path):
             "t1=0.5", "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     assert run.main(argv) == 0
     ran = json.loads((tmp_path / "run" / "results.json").read_text())["methods"]["scratch"]
-    preset = run.PRESETS["quick"]
+    preset = PRESETS["quick"]
     system = systems.get_system("pendulum", t1=0.5)
     record = calibrate.measure(system, [0], tmp_path / "data", width=preset.width,
                                depth=preset.depth)  # fmt: skip
@@ -227,5 +228,5 @@ def test_run_refuses_an_out_of_another_regime(tmp_path, capsys):
     assert run.main(["--system", "pendulum", "--out", str(tmp_path), "--no-progress"]) == 2
     assert "holds a run of regime 'ours', not 'paper-like'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="holds a run of regime 'ours', not 'paper-like'"):
-        run.check_out_regime(run.parse_args(["--out", str(tmp_path)]))
-    run.check_out_regime(run.parse_args(["--out", str(tmp_path), "--regime", "ours"]))
+        pipeline.check_out_regime(run.parse_args(["--out", str(tmp_path)]))
+    pipeline.check_out_regime(run.parse_args(["--out", str(tmp_path), "--regime", "ours"]))

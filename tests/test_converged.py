@@ -95,7 +95,7 @@ def test_converged_is_never_worse_than_the_paper_protocol(learner, dataset):
 def _support_loss(learner, state, model, latent, x, y):
     """The loss the protocols minimise: the latent's (with its penalties), or the field MSE."""
     if latent is not None:
-        return learner._test_loss(state, latent, x, y)
+        return learner.adapt_loss(state, latent, x, y)
     return losses.field_mse(model, x, y)
 
 

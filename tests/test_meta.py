@@ -1,6 +1,7 @@
 import dataclasses
 import inspect
 import json
+import logging
 
 import equinox as eqx
 import jax
@@ -18,8 +19,9 @@ LEARNERS = {
     "shift": meta.AutoDecoding(modulation.Shift(), outer_optimiser=OUTER, latent_dim=4, **SMALL),
     "fw": meta.AutoDecoding(modulation.FullWeight(), outer_optimiser=OUTER, latent_dim=4, **SMALL),
     "ro": meta.AutoDecoding(modulation.RankOne(), outer_optimiser=OUTER, latent_dim=4, **SMALL),
-    "mr": meta.AutoDecoding(modulation.MultiRank(rank=2), outer_optimiser=OUTER, latent_dim=4,
-                            **SMALL),  # fmt: skip
+    "mr": meta.AutoDecoding(
+        modulation.MultiRank(rank=2), outer_optimiser=OUTER, latent_dim=4, **SMALL
+    ),  # fmt: skip
     "maml": meta.MAML(outer_optimiser=OUTER, **SMALL),
     "maml-fo": meta.MAML(outer_optimiser=OUTER, first_order=True, **SMALL),
     "anil": meta.ANIL(outer_optimiser=OUTER, **SMALL),
@@ -112,15 +114,15 @@ def test_vmapped_adaptation_equals_loop(name, dataset, trained):
         np.testing.assert_allclose(alone.losses[0], together.losses[i], rtol=2e-5, atol=1e-7)
 
 
-def test_each_step_traces_once(dataset, monkeypatch):
-    # The compiled chunk of epochs, counted: a second run (another key, same shapes and
-    # learner) must reuse the first run's trace.
-    counted = eqx.debug.assert_max_traces(meta._trainer._epochs, max_traces=1)
-    monkeypatch.setattr(meta._trainer, "_train_epochs", eqx.filter_jit(counted))
-    for seed in (5, 6):
-        meta.fit(LEARNERS["ro"], make_model, dataset, epochs=4, key=jax.random.key(seed),
-                 val_every=2, progress=False)  # fmt: skip
-    assert eqx.debug.get_num_traces(counted) == 1
+def test_each_step_traces_once(dataset, caplog):
+    # The compiled chunk of epochs, counted through JAX's compile log: a second run (another
+    # key, same shapes and learner) must reuse the first run's trace.
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        for seed in (5, 6):
+            meta.fit(LEARNERS["ro"], make_model, dataset, epochs=4, key=jax.random.key(seed),
+                     val_every=2, progress=False)  # fmt: skip
+    traced = [r for r in caplog.records if r.getMessage().startswith("Finished tracing _epochs ")]
+    assert len(traced) == 1, [r.getMessage() for r in traced]
 
 
 def test_checkpoint_identity_is_the_learners_fields(monkeypatch):
@@ -182,7 +184,9 @@ def test_optimisers_are_identified_by_their_hyperparameters():
     assert fp(optax.adam(optax.cosine_decay_schedule(1e-3, 100))) != fp(
         optax.adam(optax.cosine_decay_schedule(1e-3, 200))
     )
-    with pytest.raises(TypeError, match="`outer_optimiser` must be an optax.GradientTransformation"):
+    with pytest.raises(
+        TypeError, match="`outer_optimiser` must be an optax.GradientTransformation"
+    ):
         meta.MAML(outer_optimiser="adam")
     with pytest.raises(TypeError, match="adapt_optimiser=0.002"):
         meta.Scratch(adapt_optimiser=2e-3)
@@ -229,7 +233,9 @@ def test_resume_is_bitwise_identical(dataset, tmp_path, monkeypatch):
     # A mismatched configuration is refused, not loaded.
     other = meta.AutoDecoding(modulation.MultiRank(rank=2), outer_optimiser=optax.adam(5e-3),
                               latent_dim=4, **SMALL)  # fmt: skip
-    with pytest.raises(ValueError, match=r"another configuration \(differs in: learner.outer_optimiser\)"):
+    with pytest.raises(
+        ValueError, match=r"another configuration \(differs in: learner.outer_optimiser\)"
+    ):
         meta.fit(other, make_model, dataset, epochs=6, checkpoint_dir=tmp_path / "b", **kw)
     # A truncated checkpoint is refused, not loaded.
     header = json.loads((tmp_path / "b" / "last.json").read_text())
@@ -243,23 +249,24 @@ class _Killed(BaseException):
     pass
 
 
-def test_a_kill_between_the_best_and_last_saves_loses_nothing(dataset, tmp_path, monkeypatch):
-    """`best` is saved before `last`, each atomically: killed between the two, the run resumes
-    from the older `last` and ends where an uninterrupted run ends (bitwise on CPU)."""
+def test_a_kill_between_the_best_and_last_saves_loses_nothing(dataset, tmp_path):
+    """`best` is saved before `last`, each atomically: killed between the two (the `callback`
+    hook raises after the best save of epoch 4), the run resumes from the older `last` and
+    ends where an uninterrupted run ends (bitwise on CPU)."""
     learner = LEARNERS["ro"]
     kw = dict(key=jax.random.key(4), val_every=2, progress=False)
     full = meta.fit(learner, make_model, dataset, epochs=4, **kw)
-    save = meta._progress._save
+    events = []
 
-    def killed_before_last(stem, tree, header):
-        if stem.name == "last" and header["epoch"] == 4:
+    def killed_before_last(event, epoch):
+        events.append((event, epoch))
+        if (event, epoch) == ("best", 4):
             raise _Killed
-        save(stem, tree, header)
 
-    monkeypatch.setattr(meta._progress, "_save", killed_before_last)
     with pytest.raises(_Killed):
-        meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path, **kw)
-    monkeypatch.setattr(meta._progress, "_save", save)
+        meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path,
+                 callback=killed_before_last, **kw)  # fmt: skip
+    assert events[:3] == [("chunk", 2), ("best", 2), ("last", 2)] and events[-1] == ("best", 4)
     assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 2
     resumed = meta.fit(learner, make_model, dataset, epochs=4, checkpoint_dir=tmp_path, **kw)
     for a, b in zip(_leaves(full.best_state) + _leaves(full.state),
@@ -291,27 +298,37 @@ def _payload(directory, stem="last"):
     return directory / json.loads((directory / f"{stem}.json").read_text())["payload"]
 
 
-def test_nan_stops_the_run_and_keeps_the_checkpoint(dataset, tmp_path, monkeypatch):
-    learner = LEARNERS["ro"]
+def _poisoned_after(updates: int) -> optax.GradientTransformation:
+    """An optimiser step that turns every update after the first ``updates`` into NaN (a
+    diverging run, through the public optimiser seam)."""
+
+    def update(grads, count, params=None):
+        del params
+        poison = jnp.where(count >= updates, jnp.nan, 0.0)
+        return jax.tree.map(lambda g: g + poison, grads), count + 1
+
+    return optax.GradientTransformation(lambda _: jnp.zeros((), jnp.int32), update)
+
+
+def test_nan_stops_the_run_and_keeps_the_checkpoint(dataset, tmp_path):
+    # 6 training functions in batches of 2: 3 meta-steps an epoch. The 7th outer update (epoch
+    # 2, meta-step 0) is NaN, so the loss of epoch 2, meta-step 1 is the first non-finite one.
+    outer = optax.chain(optax.adam(1e-2), _poisoned_after(6))
+    learner = meta.AutoDecoding(modulation.RankOne(), outer_optimiser=outer, latent_dim=4,
+                                **SMALL)  # fmt: skip
     kw = dict(key=jax.random.key(8), val_every=2, progress=False, checkpoint_dir=tmp_path)
-    meta.fit(learner, make_model, dataset, epochs=2, **kw)
-    before = _payload(tmp_path).read_bytes()
-    # The same data (poisoned data would be another dataset, refused by the checkpoint): the
-    # run diverges in its second chunk, simulated by a non-finite loss out of the chunk.
-    chunk = meta._trainer._train_epochs
-
-    def diverging(*args):
-        state, losses = chunk(*args)
-        return state, losses * jnp.nan
-
-    monkeypatch.setattr(meta._trainer, "_train_epochs", diverging)
+    saved = []
+    record = lambda event, epoch: saved.append((event, epoch, _payload(tmp_path).read_bytes())
+                                               if event == "last" else None)  # fmt: skip
     with pytest.raises(
         FloatingPointError,
-        match="Non-finite training loss at epoch 2, meta-step 0 of AutoDecoding; stopped. "
+        match="Non-finite training loss at epoch 2, meta-step 1 of AutoDecoding; stopped. "
         "Last good checkpoint: epoch 2 in",
     ):
-        meta.fit(learner, make_model, dataset, epochs=4, **kw)
-    assert _payload(tmp_path).read_bytes() == before
+        meta.fit(learner, make_model, dataset, epochs=4, callback=record, **kw)
+    last = [s for s in saved if s is not None]
+    assert [s[:2] for s in last] == [("last", 2)]
+    assert _payload(tmp_path).read_bytes() == last[0][2]  # the last good checkpoint, intact
 
 
 def test_bad_input(dataset):

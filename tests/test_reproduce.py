@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from experiments import reproduce
-from experiments.verdict import verdict_lines, verdict_table, verdicts
+from experiments import report, reproduce
+from experiments.report import verdict_lines, verdict_table
+from experiments.verdict import verdicts
 
 
 def test_jobs_cover_every_paper_table():
@@ -105,10 +106,10 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
 
 
 def test_bad_flags_are_named(capsys):
-    for argv, message in ((["--systems", "spring"], "--systems: unknown ['spring']"),
+    for argv, message in ((["--systems", "spring"], "--systems: unknown 'spring'"),
                           (["--seeds", "0,0"], "--seeds must not repeat a seed"),
-                          (["--methods", "sgd"], "--methods: unknown ['sgd']"),
-                          (["--jobs", "table3"], "--jobs: unknown ['table3']"),
+                          (["--methods", "sgd"], "--methods: unknown 'sgd'"),
+                          (["--jobs", "table3"], "--jobs: unknown 'table3'"),
                           (["--time-budget", "0"], "--time-budget must be > 0")):  # fmt: skip
         with pytest.raises(SystemExit):
             reproduce.parse_args(argv)
@@ -118,19 +119,20 @@ def test_bad_flags_are_named(capsys):
 def test_finished_work_of_other_flags_is_refused_until_restart(tmp_path, capsys):
     out = tmp_path / "rep"
     argv = ["--systems", "pendulum", "--jobs", "main", "--methods", "scratch", "--seeds", "0",
-            "--epochs", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+            "--epochs", "2", "--out", str(out), "--no-progress"]  # fmt: skip
     assert reproduce.main(argv) == 0
     metrics = out / "pendulum-main" / "scratch" / "seed0" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
     capsys.readouterr()
-    assert reproduce.main([*argv, "--epochs", "2"]) == 2
+    # Fewer epochs than finished (more would extend the run from its checkpoint).
+    assert reproduce.main([*argv, "--epochs", "1"]) == 2
     assert (
-        f"error: {metrics.parent} was made with epochs=1; this run has epochs=2. Use --restart"
+        f"error: {metrics.parent} was made with epochs=2; this run has epochs=1. Use --restart"
         in capsys.readouterr().err
     )
     assert metrics.stat().st_mtime_ns == stamp
-    assert reproduce.main([*argv, "--epochs", "2", "--restart"]) == 0
-    assert json.loads(metrics.read_text())["config"]["epochs"] == 2
+    assert reproduce.main([*argv, "--epochs", "1", "--restart"]) == 0
+    assert json.loads(metrics.read_text())["config"]["epochs"] == 1
 
 
 def test_glance_puts_every_main_table_side_by_side():
@@ -142,7 +144,7 @@ def test_glance_puts_every_main_table_side_by_side():
         "pendulum": ({"scratch": cell(0.8), "ro": cell(0.2)}, RunConfig(system="pendulum")),
         "dno": ({"scratch": cell(0.5), "ro": {"diverged": "epoch 3"}}, RunConfig(system="dno")),
     }
-    text = reproduce.glance(mains)
+    text = report.glance(mains)
     assert "| method | pendulum | dno |" in text
     p, d = (
         paper_value("pendulum", "ro", "trajectory_error"),
@@ -154,7 +156,7 @@ def test_glance_puts_every_main_table_side_by_side():
     r2 = lambda v: {"mu_r2": {"mean": v, "std": 0.0, "per_seed": [v]}}
     mains = {"pendulum": ({"scratch": cell(0.8), "ro": r2(0.9)}, RunConfig(system="pendulum")),
              "dno": ({"scratch": cell(0.5), "ro": r2(0.5)}, RunConfig(system="dno"))}  # fmt: skip
-    text = reproduce.glance(mains, "mu_r2")
+    text = report.glance(mains, "mu_r2")
     assert "| ro | 0.900 ± 0.000 | 0.500 ± 0.000 |" in text and "scratch" not in text
 
 
@@ -168,7 +170,7 @@ def test_varying_k_puts_each_k_beside_the_paper_at_that_k():
     k20 = RunConfig(system="pendulum", shots=20)
     shots = {"pendulum": {20: ({"scratch": cell(0.7), "ro": cell(0.1)}, k20),
                           10: ({"scratch": cell(0.8), "ro": cell(0.2)}, main)}}  # fmt: skip
-    text = reproduce.varying_k_text(shots)
+    text = report.varying_k_text(shots)
     assert "| method | pendulum K=10 | pendulum K=20 |" in text  # K ascending
     for k, ours in ((10, 0.2), (20, 0.1)):
         paper = paper_value("pendulum", "ro", "trajectory_error", k=k)
@@ -180,7 +182,7 @@ def test_varying_k_puts_each_k_beside_the_paper_at_that_k():
     assert text.count("| pendulum K=20 | trajectory_error |") == 1
     assert "field_error" not in text  # one metric: each job's full table is in tables.md
     # A K whose job is partial keeps its numbers but gets no verdict.
-    text = reproduce.varying_k_text(shots, partial=["pendulum K=20"])
+    text = report.varying_k_text(shots, partial=["pendulum K=20"])
     assert " 0.100 ± 0.000 / " in text and "| pendulum K=20 | trajectory_error |" not in text
     assert text.count("| pendulum K=10 | trajectory_error |") == 1
     assert "No verdict for pendulum K=20: its job is partial." in text

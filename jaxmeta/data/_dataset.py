@@ -18,7 +18,7 @@ _SPLITS = ("train", "val", "test")
 
 
 class Dataset(eqx.Module):
-    """Train / validation / test `TaskSet`s of one system (spec §1)."""
+    """Train / validation / test `TaskSet`s of one system (paper §4, App. D)."""
 
     train: TaskSet
     val: TaskSet
@@ -158,7 +158,7 @@ def generate_dataset(
     dtype=None,
     max_bytes: int | float | None = None,
 ) -> Dataset:
-    """Simulate a dataset of one parametric system (spec §1).
+    """Simulate a dataset of one parametric system (paper §4, App. D).
 
     ``num_functions`` parameter vectors ``μ`` are drawn from the system's ranges and split
     into train/val/test; each function gets ``num_trajectories`` support trajectories from

@@ -151,19 +151,19 @@ class AutoDecoding(AbstractMetaTrained):
             loss,
         )
 
-    def _test_start(self, state, *, key):
+    def adapt_start(self, state, *, key):
         del key
         if self.latent_init == "mean":
             return jnp.mean(state.latents, axis=0)
         return jnp.zeros_like(state.latents[0])
 
-    def _test_loss(self, state, params, xs, dxs):
+    def adapt_loss(self, state, params, xs, dxs):
         return self._loss(state.params, params, xs, dxs)
 
-    def _test_model(self, state, params):
+    def adapt_model(self, state, params):
         return state.params(params)
 
-    def _test_residuals(self, state, params, xs, dxs):
+    def adapt_residuals(self, state, params, xs, dxs):
         """Residuals whose sum of squares is `_loss`: the field residuals over ``sqrt(n)``,
         the square root of the modulation's penalty (non-negative) and ``sqrt(λ_z) z``."""
         modulated = state.params
@@ -177,5 +177,5 @@ class AutoDecoding(AbstractMetaTrained):
             out["latent"] = jnp.sqrt(jnp.asarray(self.latent_penalty, pred.dtype)) * params
         return out
 
-    def _test_latent(self, params):
+    def adapt_latent(self, params):
         return params

@@ -68,9 +68,9 @@ class AbstractMetaLearner(eqx.Module):
       may take 0 steps, which leaves the meta-learned model as it is).
 
     `adapt` is final: a method says what it fits at test time through four hooks, which
-    `jaxmeta.meta.adapt_converged` uses too: `_test_start` (one function's starting
-    parameters), `_test_loss` (its support loss), `_test_model` (the model they give) and
-    `_test_latent` (the latent among them, if any).
+    `jaxmeta.meta.adapt_converged` uses too: `adapt_start` (one function's starting
+    parameters), `adapt_loss` (its support loss), `adapt_model` (the model they give) and
+    `adapt_latent` (the latent among them, if any).
 
     A method that meta-trains is an `AbstractMetaTrained`, which adds `meta_step`; one that
     does not (`Scratch`) has no `meta_step`, and `jaxmeta.meta.fit` only initialises it.
@@ -94,12 +94,12 @@ class AbstractMetaLearner(eqx.Module):
         """Initial meta-parameters for ``num_train`` training functions."""
 
     @abc.abstractmethod
-    def _test_start(self, state: MetaState, *, key: PRNGKeyArray) -> PyTree:
+    def adapt_start(self, state: MetaState, *, key: PRNGKeyArray) -> PyTree:
         """The parameters one new function's fit starts from (its inexact-array leaves are
         optimised; the rest is closed over)."""
 
     @abc.abstractmethod
-    def _test_loss(
+    def adapt_loss(
         self,
         state: MetaState,
         params: PyTree,
@@ -109,14 +109,14 @@ class AbstractMetaLearner(eqx.Module):
         """One function's support loss at ``params``."""
 
     @abc.abstractmethod
-    def _test_model(self, state: MetaState, params: PyTree) -> PyTree:
+    def adapt_model(self, state: MetaState, params: PyTree) -> PyTree:
         """The model (a field ``x -> dx/dt``) of one function's ``params``."""
 
     @abc.abstractmethod
-    def _test_latent(self, params: PyTree) -> Float[Array, " latent"] | None:
+    def adapt_latent(self, params: PyTree) -> Float[Array, " latent"] | None:
         """The latent code among ``params`` (auto-decoding), else None. A method with a
-        latent also gives `_test_residuals(state, params, xs, dxs)`: residuals whose sum of
-        squares is `_test_loss`, for the least-squares solver of
+        latent also gives `adapt_residuals(state, params, xs, dxs)`: residuals whose sum of
+        squares is `adapt_loss`, for the least-squares solver of
         `jaxmeta.meta.adapt_converged`."""
 
     def adapt(
@@ -128,15 +128,15 @@ class AbstractMetaLearner(eqx.Module):
         key: PRNGKeyArray,
     ) -> Adapted:
         """Adapt to ``F`` new functions from their support states and velocities: for each,
-        `adapt_steps` steps of `adapt_optimiser` from `_test_start` (functions vmapped; one
+        `adapt_steps` steps of `adapt_optimiser` from `adapt_start` (functions vmapped; one
         key per function, used by methods that draw a fresh model)."""
         keys = jax.random.split(key, xs.shape[0])
 
         def one(k, x, y):
-            start = self._test_start(state, key=k)
-            loss = lambda p: self._test_loss(state, p, x, y)
+            start = self.adapt_start(state, key=k)
+            loss = lambda p: self.adapt_loss(state, p, x, y)
             params, losses = optimise(loss, start, self.adapt_optimiser, self.adapt_steps)
-            return self._test_model(state, params), losses, self._test_latent(params)
+            return self.adapt_model(state, params), losses, self.adapt_latent(params)
 
         models, losses, latents = eqx.filter_vmap(one)(keys, xs, dxs)
         return Adapted(models=models, losses=losses, latents=latents)

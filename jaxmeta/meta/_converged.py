@@ -100,9 +100,9 @@ class ConvergedAdapted(eqx.Module):
 def _least_squares(learner, state, start, x, y, protocol: Converged) -> Until:
     """`protocol.least_squares` on one latent from ``start``; the better of its result and
     the start."""
-    residuals = lambda q, _: learner._test_residuals(state, q, x, y)
+    residuals = lambda q, _: learner.adapt_residuals(state, q, x, y)
     sol = optx.least_squares(residuals, protocol.least_squares, start, max_steps=protocol.solver_max_steps, throw=False)  # fmt: skip
-    loss = lambda q: learner._test_loss(state, q, x, y)
+    loss = lambda q: learner.adapt_loss(state, q, x, y)
     start_loss, end_loss = loss(start), loss(sol.value)
     better = end_loss < start_loss
     best = jnp.where(better, sol.value, start)
@@ -112,22 +112,22 @@ def _least_squares(learner, state, start, x, y, protocol: Converged) -> Until:
 
 @eqx.filter_jit
 def _fit_one(learner: AbstractMetaLearner, state: MetaState, x, y, key, protocol: Converged):
-    start = learner._test_start(state, key=key)
-    loss = lambda p: learner._test_loss(state, p, x, y)
+    start = learner.adapt_start(state, key=key)
+    loss = lambda p: learner.adapt_loss(state, p, x, y)
     opt_state = optimiser_init(learner.adapt_optimiser, start)
     params, opt_state, _ = optimise_from(
         loss, start, learner.adapt_optimiser, opt_state, learner.adapt_steps
     )
     paper_loss = loss(params)
-    latent = learner._test_latent(params) is not None
+    latent = learner.adapt_latent(params) is not None
     if latent and protocol.least_squares is not None:
         fit = _least_squares(learner, state, params, x, y, protocol)
     else:
         fit = optimise_until(loss, params, learner.adapt_optimiser, opt_state,
                              rtol=protocol.rtol, window=protocol.window,
                              max_steps=protocol.max_steps)  # fmt: skip
-    model = learner._test_model(state, fit.params)
-    return model, learner._test_latent(fit.params), paper_loss, fit.loss, fit.steps, fit.converged
+    model = learner.adapt_model(state, fit.params)
+    return model, learner.adapt_latent(fit.params), paper_loss, fit.loss, fit.steps, fit.converged
 
 
 def adapt_converged(

@@ -72,18 +72,18 @@ class AbstractOptimisationBased(AbstractMetaTrained):
         inner, losses = optimise(loss, inner, self.inner_optimiser, steps)
         return eqx.combine(inner, frozen), losses
 
-    def _test_start(self, state, *, key):
+    def adapt_start(self, state, *, key):
         del key
         inner, _ = eqx.partition(state.params, self._inner_spec(state.params))
         return inner
 
-    def _test_loss(self, state, params, xs, dxs):
-        return field_mse(self._test_model(state, params), xs, dxs)
+    def adapt_loss(self, state, params, xs, dxs):
+        return field_mse(self.adapt_model(state, params), xs, dxs)
 
-    def _test_model(self, state, params):
+    def adapt_model(self, state, params):
         _, frozen = eqx.partition(state.params, self._inner_spec(state.params))
         return eqx.combine(params, frozen)
 
-    def _test_latent(self, params):
+    def adapt_latent(self, params):
         del params
         return None

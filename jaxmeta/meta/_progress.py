@@ -135,16 +135,22 @@ def _save(stem, tree, header):
         save_checkpoint(stem, tree, header)
 
 
-def save_progress(directory, progress: Progress, config: dict, *, improved: bool) -> None:
+def save_progress(directory, progress: Progress, config: dict, *, improved: bool,
+                  callback=None) -> None:  # fmt: skip
     """Checkpoint ``last`` and, if some seed ``improved``, ``best`` (written first), by
-    process 0; every process returns once they are on disk."""
+    process 0; every process returns once they are on disk. ``callback(event, epoch)`` runs
+    after each save (``"best"``, ``"last"``)."""
     last, best = _paths(directory)
     head = {"config": config, "epoch": progress.epoch}
     if improved:
         _save(best, progress.best_state, head | {"best_val": progress.best_val.tolist(),
                                                  "best_epoch": list(progress.best_epoch)})  # fmt: skip
+        if callback is not None:
+            callback("best", progress.epoch)
     _save(last, progress.state, head | {"history": [h.to_dict() for h in progress.histories]})
     barrier("jaxmeta checkpoint")
+    if callback is not None:
+        callback("last", progress.epoch)
 
 
 def last_good(directory, epoch: int) -> str:

@@ -30,15 +30,15 @@ class Scratch(AbstractMetaLearner):
         # The "meta-parameters" are just the architecture: a (static) model factory.
         return MetaState(params=make_model, opt_state=None, latents=None, step=zeros_step())
 
-    def _test_start(self, state, *, key):
+    def adapt_start(self, state, *, key):
         return state.params(key)
 
-    def _test_loss(self, state, params, xs, dxs):
+    def adapt_loss(self, state, params, xs, dxs):
         return field_mse(params, xs, dxs)
 
-    def _test_model(self, state, params):
+    def adapt_model(self, state, params):
         return params
 
-    def _test_latent(self, params):
+    def adapt_latent(self, params):
         del params
         return None

@@ -3,7 +3,7 @@
 import dataclasses
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from .._checks import check_int
+from .._minibatch import minibatch_epochs
 from ..data import Dataset, TaskSet
 from ..losses import relative_field_error
 from ._base import AbstractMetaLearner, Adapted, ModelFactory
@@ -50,35 +51,17 @@ def flatten_query(tasks: TaskSet) -> tuple[Float[Array, "F n dim"], Float[Array,
     return tasks.query_xs.reshape(f, q * t, d), tasks.query_dxs.reshape(f, q * t, d)
 
 
-def _filter_scan(f, state, xs):
-    """`lax.scan` over a carry holding non-array leaves (activations, factories)."""
-    dynamic, static = eqx.partition(state, eqx.is_array)
-
-    def body(carry, x):
-        new, out = f(eqx.combine(carry, static), x)
-        return eqx.filter(new, eqx.is_array), out
-
-    dynamic, outs = jax.lax.scan(body, dynamic, xs)
-    return eqx.combine(dynamic, static), outs
-
-
 def _epochs(learner, state, xs, dxs, epoch_keys, mesh=None):
     """``len(epoch_keys)`` epochs: each a random pass over the training functions in batches
     of ``tasks_per_step`` (a remainder smaller than a batch is skipped that epoch). With a
     ``mesh``, each batch is split over its ``"tasks"`` axis and the state's layout pinned."""
-    num, batch = xs.shape[0], learner.tasks_per_step
-    steps = num // batch
 
     def step(state, idx):
         xb, dxb = constrain_tasks(xs[idx], mesh), constrain_tasks(dxs[idx], mesh)
         state, loss = learner.meta_step(state, xb, dxb, idx)
         return constrain_state(state, mesh), loss
 
-    def epoch(state, key):
-        order = jax.random.permutation(key, num)[: steps * batch].reshape(steps, batch)
-        return _filter_scan(step, state, order)
-
-    return _filter_scan(epoch, state, epoch_keys)
+    return minibatch_epochs(step, state, epoch_keys, xs.shape[0], learner.tasks_per_step)
 
 
 # One program per chunk of epochs; several seeds as one program with a leading seed axis on
@@ -101,7 +84,7 @@ def validation_error(learner, state, tasks: TaskSet, key) -> Float[Array, " F"]:
     """Adapt to each function (Algorithm 2), then the relative field error of the adapted
     model on the same support trajectories (states and finite-difference velocities).
 
-    Validation sees only what Algorithm 2 sees (spec §4: the paper samples extra novel-IC
+    Validation sees only what Algorithm 2 sees (paper §4: it samples extra novel-IC
     trajectories "for testing only"), so any query trajectories of ``tasks`` are ignored.
     """
     adapted = adapt(learner, state, tasks, key)
@@ -147,7 +130,7 @@ def _epoch_keys(key, *, start, n):
 
 
 def _train(learner, dataset, progress: Progress, keys, config, *, epochs, val_every,
-           checkpoint_dir, show, mesh) -> Progress:  # fmt: skip
+           checkpoint_dir, show, mesh, callback) -> Progress:  # fmt: skip
     """The training loop: chunks of ``val_every`` epochs, each followed by validation, the
     NaN guard and checkpoints. ``progress.state`` and ``keys = (k_train, k_val)`` carry a
     leading seed axis."""
@@ -179,8 +162,11 @@ def _train(learner, dataset, progress: Progress, keys, config, *, epochs, val_ev
             vals = np.asarray(vals, dtype=float)
             check_validation(vals, start + n, name)
             progress, improved = progress.advance(state, losses, vals)
+            if callback is not None:
+                callback("chunk", progress.epoch)
             if checkpoint_dir is not None:
-                save_progress(checkpoint_dir, progress, config, improved=bool(improved.any()))
+                save_progress(checkpoint_dir, progress, config, improved=bool(improved.any()),
+                              callback=callback)  # fmt: skip
             bar.update(n)
             mean_loss = np.mean([h.train_loss[-1] for h in progress.histories])
             bar.set_postfix(loss=f"{mean_loss:.3e}", val_error=f"{np.mean(vals):.3e}")
@@ -199,6 +185,7 @@ def fit_seeds(
     shots: int | None = None,
     progress: bool = True,
     devices: int | None = None,
+    callback: Callable[[str, int], None] | None = None,
 ) -> list[TrainResult]:
     """`fit` for several seeds at once: one compiled program with a leading seed axis.
 
@@ -221,6 +208,7 @@ def fit_seeds(
       (e.g. ``jax.vmap(jax.random.key)(jnp.arange(3))``).
     - `devices`: shard the training functions over this many devices (see `fit`); the seed
       axis is kept whole on every device.
+    - `callback`: as `fit`'s.
 
     **Returns:** a list of ``S`` `TrainResult`s, one per key, in order.
     """
@@ -236,7 +224,7 @@ def fit_seeds(
         config = run_config(learner, state, dataset, val_every, keys)
         run = _train(learner, dataset, run, (k_train, k_val), config, epochs=epochs,
                      val_every=val_every, checkpoint_dir=checkpoint_dir, show=progress,
-                     mesh=mesh)  # fmt: skip
+                     mesh=mesh, callback=callback)  # fmt: skip
         # Several processes: every process gets the whole trained states, as local arrays.
         run = dataclasses.replace(run, state=to_local(run.state),
                                   best_state=to_local(run.best_state))  # fmt: skip
@@ -255,6 +243,7 @@ def fit(
     shots: int | None = None,
     progress: bool = True,
     devices: int | None = None,
+    callback: Callable[[str, int], None] | None = None,
 ) -> TrainResult:
     """Meta-train ``learner`` on ``dataset.train``, validating on ``dataset.val``.
 
@@ -290,6 +279,10 @@ def fit(
       functions ``F`` (we do not pad): a `ValueError` names both otherwise. ``None``
       (default): no mesh, JAX's default device. Results agree with an unsharded run to float
       tolerance (the all-reduce may sum in another order).
+    - `callback`: ``callback(event, epoch)``, called on the host after each chunk has been
+      trained and validated (``"chunk"``), after its ``best`` checkpoint is saved
+      (``"best"``, when some seed improved) and after its ``last`` one (``"last"``): a hook
+      for monitoring, and for tests that stop a run at a given point by raising from it.
 
     **Returns:** a `TrainResult` with `state`, `best_state`, `best_epoch` and `history`
     (a `History`: ``train_loss`` per epoch, ``val_error`` per chunk at epochs ``val_epoch``).
@@ -300,6 +293,6 @@ def fit(
     (result,) = fit_seeds(
         learner, make_model, dataset, epochs=epochs, keys=one_key(key)[None],
         val_every=val_every, checkpoint_dir=checkpoint_dir, shots=shots, progress=progress,
-        devices=devices,
+        devices=devices, callback=callback,
     )  # fmt: skip
     return result

@@ -58,7 +58,7 @@ def field_error(
 ) -> Float[Array, ""]:
     """Relative ℓ2 error of the learned vector field on a mesh, ``‖f̂ − f‖ / ‖f‖``.
 
-    Norms are taken over all mesh points and state components at once (spec §5: 100 points
+    Norms are taken over all mesh points and state components at once (paper App. F: 100 points
     per axis for the 2-D systems, 30 for DNO and TGC, from ``system.mesh()``).
 
     **Arguments:**
@@ -72,7 +72,12 @@ def field_error(
     """
     learned = field_values(model, mesh, batch_size=batch_size)
     true = field_values(true_field, mesh, batch_size=batch_size)
-    return jnp.linalg.norm(learned - true) / jnp.linalg.norm(true)
+    return relative_error(learned, true)
+
+
+def relative_error(values, true) -> Float[Array, ""]:
+    """``‖values − true‖ / ‖true‖`` over all entries (Frobenius norms)."""
+    return jnp.linalg.norm(values - true) / jnp.linalg.norm(true)
 
 
 def field_ssim(
@@ -86,8 +91,8 @@ def field_ssim(
 
     Both ``(points, channels)`` arrays are reshaped to ``(*shape, channels)`` images (a mesh
     from ``system.mesh()`` is in ``indexing="ij"`` order, so axis 0 is ``q`` and axis 1 is
-    ``p``; each state component is a channel). Normalisation (spec §5; the paper does not
-    give its own): each channel of *both* images is divided by the true field's range in
+    ``p``; each state component is a channel). Normalisation (jaxmeta's choice; the paper does
+    not give its own): each channel of *both* images is divided by the true field's range in
     that channel, ``max − min`` over the mesh (at least ``floor``), and is not shifted, so a
     signed field stays signed. The true image's channels then span an interval of length 1,
     which is the dynamic range handed to `dm_pix.ssim` (``max_val=1``, so SSIM's stabilising

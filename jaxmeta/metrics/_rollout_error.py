@@ -1,4 +1,4 @@
-"""Rollout error: the adapted model rolled out from true initial states (spec §5, beyond the
+"""Rollout error: the adapted model rolled out from true initial states (beyond the
 paper; the paper's "trajectory error" is the velocity error of `trajectory_error`)."""
 
 from collections.abc import Callable
@@ -32,7 +32,7 @@ def rollout_error(
     rtol: float | None = None,
     atol: float | None = None,
 ) -> Float[Array, ""]:
-    """Relative ℓ2 error of the model's rollout against one true trajectory (spec §5, "rollout
+    """Relative ℓ2 error of the model's rollout against one true trajectory (the "rollout
     error", beyond the paper).
 
     The model is rolled out from ``xs_true[0]`` with `jaxmeta.rollout` and the error
@@ -41,8 +41,8 @@ def rollout_error(
         ‖x̂ − x‖ / ‖x‖.
 
     This is not the paper's "trajectory error" (the relative error of the model's output, the
-    velocity, at the test states: `jaxmeta.metrics.trajectory_error`); jaxmeta called this
-    rollout metric ``trajectory_error`` before spec §5 was corrected.
+    velocity, at the test states: `jaxmeta.metrics.trajectory_error`); the archived results of
+    the documentation report this rollout metric under the name ``trajectory_error``.
 
     **Arguments:**
 

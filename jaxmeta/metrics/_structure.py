@@ -1,5 +1,5 @@
 """Structure checks of learned models along states: energy drift, entropy production and
-GENERIC degeneracy residuals (spec §5, beyond the paper)."""
+GENERIC degeneracy residuals (beyond the paper; the properties of its eqs. 1, 3 and 4)."""
 
 from collections.abc import Callable
 

@@ -1,4 +1,4 @@
-"""Trajectory error: the model's velocity at the test trajectories' states (paper §4, spec §5)."""
+"""Trajectory error: the model's velocity at the test trajectories' states (paper §4)."""
 
 from collections.abc import Callable
 
@@ -19,7 +19,7 @@ def trajectory_error(
     The paper's first metric (§4): the "relative ℓ2-error applied to the model's output,
     measured using the test trajectories", where "for testing, we use the ground truth ẋ".
     The model's output is the vector field, so with ``X`` all states of one test function's
-    K_test novel trajectories and ``F(X)`` their exact velocities (spec §5)::
+    K_test novel trajectories and ``F(X)`` their exact velocities::
 
         ‖f̂(X) − F(X)‖ / ‖F(X)‖,
 

@@ -1,4 +1,5 @@
-"""Modulations: per-task corrections of every linear layer of a model by a latent (spec §3).
+"""Modulations: per-task corrections of every linear layer of a model by a latent (paper
+§3.1, App. B).
 
 A modulation is a pure transform ``apply(model, codes) -> model`` of any pytree holding
 ``eqx.nn.Linear`` layers (an `HNN`, a `GNN`, an MLP, Flax Dense parameters via the adapter);

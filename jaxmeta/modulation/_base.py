@@ -50,7 +50,7 @@ class AbstractModulation(eqx.Module):
     A modulation is a pure function ``apply(model, codes) -> model`` (paper App. B): the codes
     (the output of the hypernetwork, ``codes = A z + c``) are split layer by layer, in
     `linear_layers` order, and each ``eqx.nn.Linear`` is replaced with ``eqx.tree_at``.
-    **All** linear layers are modulated, the output layer included (our choice; spec §3):
+    **All** linear layers are modulated, the output layer included (our choice):
     the paper does not restrict it and the output layer is where a shift in energy scale
     lives. Layers without bias get no bias code. Zero codes return the base model exactly.
 

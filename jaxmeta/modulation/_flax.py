@@ -1,4 +1,9 @@
-"""Flax adapter: the same modulations on the parameters of a Flax ``nn.Dense`` stack."""
+"""Flax adapter: the same modulations on the parameters of a Flax ``nn.Dense`` stack.
+
+The adapter reads and writes the parameter dicts that Flax's ``init`` returns (plain
+mappings of arrays), so it never imports flax; flax itself, to build the Flax model, is the
+optional extra ``pip install jaxmeta[flax]``.
+"""
 
 import re
 from collections.abc import Callable, Mapping
@@ -104,7 +109,8 @@ def modulate_flax(
 
     The Dense layers are viewed as ``eqx.nn.Linear``; a `MultiRank` must be bound with
     ``modulation.init(linears_from_flax(params), key=...)`` (or to an Equinox MLP of the same
-    shapes). Differentiable in `params` and `codes`.
+    shapes). Differentiable in `params` and `codes`. Needs no flax import (flax, to build the
+    model: ``pip install jaxmeta[flax]``).
     """
     layers = linears_from_flax(params)
     return linears_to_flax(modulation.apply(layers, codes), params)

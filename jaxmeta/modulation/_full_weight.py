@@ -7,7 +7,7 @@ from ._base import AbstractStatelessModulation, layer_shape, replace_layer, zero
 
 
 class FullWeight(AbstractStatelessModulation):
-    """Full-weight modulation ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)`` (spec §3, CoDA).
+    """Full-weight modulation ``W_ℓ + ΔW_ℓ(z)``, ``b_ℓ + Δb_ℓ(z)`` (paper eq. 11, CoDA).
 
     ``ΔW_ℓ`` is a full ``out × in`` matrix from the hypernetwork. Codes per layer:
     ``out·in (+ out)``. The most expressive and by far the largest hypernetwork.

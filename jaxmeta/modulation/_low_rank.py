@@ -61,7 +61,7 @@ def low_rank_code_bias(rank: int, model: PyTree, *, key: PRNGKeyArray) -> Float[
 
 
 class LowRank(AbstractStatelessModulation):
-    """Low-rank modulation ``W_ℓ + U_ℓ(z) V_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (spec §3).
+    """Low-rank modulation ``W_ℓ + U_ℓ(z) V_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (paper eq. 6 at rank r).
 
     ``U_ℓ ∈ R^{out×r}``, ``V_ℓ ∈ R^{in×r}`` and ``s_ℓ`` all come from the hypernetwork (the
     later version's "MR"; ``LowRank(1)`` equals `RankOne`). On layers with

@@ -27,7 +27,7 @@ class MultiRank(AbstractModulation):
 
     The bases ``U_ℓ = [u_ℓi] ∈ R^{out×r}``, ``V_ℓ ∈ R^{in×r}`` are base (meta) parameters held
     here (`bases`, created orthonormal by `init`); only ``d_ℓ = ReLU(codes) ≥ 0`` and ``s_ℓ``
-    come from the latent (spec §3, paper App. F). `penalty` is
+    come from the latent (paper eqs. 8-9, 13 and App. F). `penalty` is
     ``orth_weight Σ_ℓ (‖U_ℓᵀU_ℓ − I‖ + ‖V_ℓᵀV_ℓ − I‖) + sparsity_weight Σ_ℓ ‖d_ℓ‖₁``
     (Frobenius norms; ``0.01`` and ``1e-5`` as in the paper). On a layer with
     ``min(out, in) < rank`` the rank is clipped to ``min(out, in)``.

@@ -8,7 +8,7 @@ from ._low_rank import low_rank_code_bias, low_rank_layer, low_rank_num_codes
 
 
 class RankOne(AbstractStatelessModulation):
-    """Rank-one modulation ``W_ℓ + u_ℓ(z) v_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (spec §3, paper "RO").
+    """Rank-one modulation ``W_ℓ + u_ℓ(z) v_ℓ(z)ᵀ``, ``b_ℓ + s_ℓ(z)`` (paper eqs. 6-7, 12: "RO").
 
     ``u_ℓ ∈ R^out``, ``v_ℓ ∈ R^in``, ``s_ℓ`` all from the hypernetwork; the same map as
     ``LowRank(1)``. Codes per layer: ``out + in (+ out)``. The hypernetwork bias starts

@@ -7,7 +7,7 @@ from ._base import AbstractStatelessModulation, layer_shape, replace_layer, zero
 
 
 class Shift(AbstractStatelessModulation):
-    """Shift modulation ``b_ℓ + s_ℓ(z)`` of every biased linear layer (spec §3, functa).
+    """Shift modulation ``b_ℓ + s_ℓ(z)`` of every biased linear layer (paper eq. 10, functa).
 
     Codes per layer: ``out`` (``0`` for a layer without bias, which is left unchanged).
     """

@@ -1,7 +1,7 @@
-"""Dissipative benchmark systems in GENERIC form ``dx/dt = L∇E + M∇S`` (spec §1).
+"""Dissipative benchmark systems in GENERIC form ``dx/dt = L∇E + M∇S`` (paper App. D.2).
 
 Both follow Shang & Öttinger (2020). Parameter and initial-condition ranges are jaxmeta's
-choice; README's system table gives them with the reasons.
+choice; the documentation's Systems page gives them with the reasons.
 """
 
 from typing import ClassVar

@@ -1,7 +1,8 @@
-"""Energy-conserving benchmark systems defined by their Hamiltonians (spec §1).
+"""Energy-conserving benchmark systems defined by their Hamiltonians (paper App. D.1).
 
-Parameter and initial-condition ranges are jaxmeta's choice (the paper's Table 3 was lost);
-README's system table gives them with the reasons.
+Parameter and initial-condition ranges are jaxmeta's choice (the paper's Table 3, App. D, does
+not state them in a form we could use); the documentation's Systems page gives them with the
+reasons.
 """
 
 from typing import ClassVar
