@@ -28,8 +28,10 @@ would point nowhere in the site) become plain text.
 
 Figures are published by the hook under ``data/<path>``; this module writes image links to
 that location relative to the page. Run it by hand to see the filled-in pages, or to refresh
-the tables that README copies from ``results/`` (between ``<!-- gen-readme:table FILE -->`` and
-``<!-- /gen-readme -->``; ``tests/test_docs.py`` fails while they are stale)::
+README's one results teaser: the region between ``<!-- gen-readme:teaser FILE COLUMNS -->``
+and ``<!-- /gen-readme -->`` holds the first table of ``FILE`` cut to its ``method`` column
+and the comma-separated ``COLUMNS`` (``tests/test_docs.py`` fails while it is stale). Every
+other table lives on the results pages, not in README::
 
     python scripts/gen_results_pages.py --out /tmp/results-pages
     python scripts/gen_results_pages.py --readme README.md
@@ -295,23 +297,50 @@ def _boxed(markdown: str) -> str:
     return f'<div class="generated" markdown>\n\n{markdown}\n\n</div>'
 
 
-HEADLINE_START = "<!-- gen-readme:table "
+HEADLINE_START = "<!-- gen-readme:"
 _README_BLOCK = re.compile(
-    r"^(<!-- gen-readme:table (\S+) -->\n)(.*?)^(<!-- /gen-readme -->)$", re.M | re.S
+    r"^(<!-- gen-readme:teaser (\S+) (\S+) -->\n)(.*?)^(<!-- /gen-readme -->)$", re.M | re.S
 )
+_TABLE = re.compile(r"^\|.*\|\n\|[-| :]+\|\n(?:\|.*\|\n?)+", re.M)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def teaser(markdown: str, columns: list[str]) -> str:
+    """The first table of ``markdown``, cut to its ``method`` column and ``columns``."""
+    match = _TABLE.search(markdown)
+    if match is None:
+        raise DirectiveError("holds no Markdown table.")
+    header, _, *rows = match.group(0).strip().splitlines()
+    names = _cells(header)
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DirectiveError(f"its first table has no column {missing} (columns: {names}).")
+    keep = [0] + [names.index(c) for c in columns]
+    lines = ["| " + " | ".join(names[i] for i in keep) + " |", "|---" * len(keep) + "|"]
+    for row in rows:
+        cells = _cells(row)
+        lines.append("| " + " | ".join(cells[i] for i in keep) + " |")
+    return "\n".join(lines)
 
 
 def fill_readme(text: str) -> str:
-    """README text with each ``<!-- gen-readme:table FILE -->`` ... ``<!-- /gen-readme -->``
-    region replaced by ``FILE`` (a ``table.md``), its headings at level 3.
+    """README text with each ``<!-- gen-readme:teaser FILE COLUMNS -->`` ...
+    ``<!-- /gen-readme -->`` region replaced by `teaser` of ``FILE``.
 
-    README is read on GitHub and PyPI, not built by MkDocs, so its generated regions are
-    written into the file (``--readme``) and a test checks they are current.
+    README is read on GitHub and PyPI, not built by MkDocs, so its generated region is
+    written into the file (``--readme``) and a test checks it is current.
     """
 
     def one(match):
-        body = demote(_path(match.group(2)).read_text().strip(), 3)
-        return f"{match.group(1)}{body}\n{match.group(4)}"
+        path, columns = match.group(2), match.group(3).split(",")
+        try:
+            body = teaser(_path(path).read_text(), columns)
+        except DirectiveError as e:
+            raise DirectiveError(f"README: gen-readme:teaser {path}: {e}") from None
+        return f"{match.group(1)}{body}\n{match.group(5)}"
 
     return _README_BLOCK.sub(one, text)
 
@@ -319,7 +348,7 @@ def fill_readme(text: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="directory for the filled-in results pages")
-    parser.add_argument("--readme", help="refresh the generated tables of this README file")
+    parser.add_argument("--readme", help="refresh the generated teaser of this README file")
     args = parser.parse_args(argv)
     if not (args.out or args.readme):
         parser.error("give --out DIR and/or --readme FILE")

@@ -5,8 +5,11 @@
   minutes to hours) and ``text`` blocks are never run, and no other fence language is allowed;
 - every public name of jaxmeta and its subpackages has an entry in the API reference, and the
   API pages are what ``scripts/gen_api_pages.py`` writes;
-- every results directive (``<!-- gen:... -->``) names files that exist;
-- the proposed short README keeps what ``tests/test_readme.py`` and the issue ask of README.
+- every results directive (``<!-- gen:... -->``) names files that exist, and every figure
+  under ``results/`` is at most 200 KB;
+- README stays short (at most 150 lines, like Equinox's and Diffrax's) and keeps its set-up
+  commands, examples, citations and licence; every file it shows or links exists, and its one
+  generated teaser table is current (its examples run in ``tests/test_readme.py``).
 """
 
 import importlib
@@ -24,11 +27,7 @@ import jaxmeta
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-# The proposed short README; once it has replaced README.md (and maybe been deleted), the
-# README checks below apply to README.md, whose examples tests/test_readme.py runs.
-SHORT_README = DOCS / "README.short.md"
-if not SHORT_README.exists():
-    SHORT_README = ROOT / "README.md"
+README = ROOT / "README.md"
 
 _PYTHON = re.compile(r"^```python\n(.*?)^```$", re.M | re.S)
 _ENTRY = re.compile(r"^::: (jaxmeta(?:\.\w+)+)\s*$", re.M)
@@ -50,13 +49,7 @@ def python_blocks(page: Path) -> list[str]:
     return _PYTHON.findall(page.read_text())
 
 
-def _run_elsewhere(page: Path) -> bool:
-    # A short README that is already README.md has its examples run by tests/test_readme.py.
-    readme = ROOT / "README.md"
-    return page == SHORT_README != readme and page.read_text() == readme.read_text()
-
-
-PAGES_WITH_CODE = [p for p in PAGES if python_blocks(p) and not _run_elsewhere(p)]
+PAGES_WITH_CODE = [p for p in PAGES if python_blocks(p)]
 
 
 def test_pages_have_examples():
@@ -168,6 +161,15 @@ def test_headline_has_one_column_per_system():
     assert columns and len(columns) == len(set(columns)), columns  # default runs only
 
 
+def test_results_figures_are_small():
+    # Figures read on screen at most 200 KB each; scripts/shrink_figures.py re-encodes new ones.
+    shrink = _load_script("shrink_figures")
+    big = {_rel(p): p.stat().st_size for p in shrink.figures([]) if p.stat().st_size > shrink.LIMIT}
+    assert not big, (
+        f"figures over {shrink.LIMIT} bytes: {big}; run `python scripts/shrink_figures.py`"
+    )
+
+
 def test_results_directive_errors_name_the_file():
     gen = _load_script("gen_results_pages")
     with pytest.raises(ValueError, match="results/no-such-run"):
@@ -183,34 +185,58 @@ def test_included_files_keep_the_page_outline():
     assert gen.demote(text, 3) == "### A\n\n##### B\n\nx [w](https://w.org)"
 
 
-# ---------------------------------------------------------------------- short README
+# ---------------------------------------------------------------------------- README
 
 SET_UP = (
     'python -m pip install -e ".[test]" && python -m experiments.run --system pendulum',
     'python -m pip install -e ".[test]" && python -m pytest',
 )
+README_MAX_LINES = 150  # Equinox's and Diffrax's READMEs are of this size; tables live in docs/
 
 
-def test_short_readme():
-    text = SHORT_README.read_text()
-    # Issue 18 puts the tables to read against the paper in README (the main tables of every
-    # system, varying K, the Scratch calibration, the two analyses); the rest lives in docs/.
-    assert len(text.splitlines()) <= 360
+def test_readme_is_short():
+    lines = len(README.read_text().splitlines())
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines, more than {README_MAX_LINES}: results tables and long "
+        "prose belong on the docs pages (docs/results/), README keeps one teaser"
+    )
+
+
+def test_readme_keeps_what_a_newcomer_needs():
+    text = README.read_text()
     for command in SET_UP:
         assert command in text
-    assert len(_PYTHON.findall(text)) >= 2  # what tests/test_readme.py asks of README
+    assert "cd jaxmeta" in text  # the clone-and-install line
+    assert len(_PYTHON.findall(text)) >= 2  # what tests/test_readme.py runs
+    assert "arxiv.org/abs/2508.11205" in text and "@article{" in text  # the paper, cited
+    assert "ConCerNet" in text and "2302.05783" in text  # ConCerNet, cited
+    assert re.search(r"^## Licence\n\nApache-2\.0", text, re.M)
+    assert "Apache-2.0" in (ROOT / "pyproject.toml").read_text()
+    assert len(re.findall(r"^\|---", text, re.M)) <= 1, "README holds one table at most"
+
+
+def test_readme_figures_and_links_exist():
+    text = README.read_text()
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     assert figures, "README shows no figure"
-    for figure in figures:  # every figure it shows is a committed file
-        assert (ROOT / figure).is_file(), figure
+    links = re.findall(r"(?<!!)\[[^\]]*\]\((?!https?:|#)([^)#]+)[^)]*\)", text)
+    assert links, "README links to no page of the docs"
+    for path in figures + links:  # every file it shows or links is a committed file
+        assert (ROOT / path).exists(), path
 
 
-@pytest.mark.parametrize("path", [ROOT / "README.md", SHORT_README], ids=_rel)
-def test_readme_headline_table_is_current(path):
+def test_readme_teaser_is_current():
     gen = _load_script("gen_results_pages")
-    text = path.read_text()
-    if gen.HEADLINE_START not in text:
-        pytest.skip(f"{_rel(path)} has no generated headline table")
+    text = README.read_text()
+    assert gen.HEADLINE_START in text, "README has no generated teaser table"
     assert gen.fill_readme(text) == text, (
-        f"run `python scripts/gen_results_pages.py --readme {_rel(path)}`"
+        "run `python scripts/gen_results_pages.py --readme README.md`"
     )
+
+
+def test_readme_teaser_errors_name_the_column():
+    gen = _load_script("gen_results_pages")
+    block = "<!-- gen-readme:teaser results/reproduce-quick-paper-like/summary.md {} -->\n<!-- /gen-readme -->\n"
+    assert "| method | pendulum |" in gen.fill_readme(block.format("pendulum"))
+    with pytest.raises(ValueError, match="no column \\['bogus'\\]"):
+        gen.fill_readme(block.format("bogus"))
