@@ -1,6 +1,7 @@
 """Figures: phase-space vector fields (paper Figs. 1, 3-5), trajectories (Fig. 2), and
 validation curves. Matplotlib with the Agg backend; every function writes one PNG."""
 
+import io
 from pathlib import Path
 
 import equinox as eqx
@@ -11,8 +12,57 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from jaxmeta import rollout  # noqa: E402
+
+#: The size limit of every committed figure, in bytes (`save`, ``scripts/shrink_figures.py``).
+LIMIT = 200_000  # bytes
+_COLOURS = (256, 128, 64)
+_SCALES = (1.0, 0.9, 0.8, 0.75)
+
+
+def _encode(image: Image.Image, colours: int) -> bytes:
+    palette = image.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    buffer = io.BytesIO()
+    palette.save(buffer, "PNG", optimize=True, dpi=image.info.get("dpi", (72, 72)))
+    return buffer.getvalue()
+
+
+def shrink(path: Path, limit: int = LIMIT) -> tuple[int, int]:
+    """Re-encode ``path`` in place if it is over ``limit`` bytes; (size before, size after)."""
+    before = path.stat().st_size
+    if before <= limit:
+        return before, before
+    with Image.open(path) as opened:
+        dpi = opened.info.get("dpi")
+        image = opened.convert("RGBA")
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, image).convert("RGB")  # figures are opaque
+    best = None
+    for scale in _SCALES:
+        scaled = image
+        if scale != 1.0:
+            size = (round(image.width * scale), round(image.height * scale))
+            scaled = image.resize(size, Image.Resampling.LANCZOS)
+        if dpi:
+            scaled.info["dpi"] = tuple(d * scale for d in dpi)
+        for colours in _COLOURS:
+            data = _encode(scaled, colours)
+            if best is None or len(data) < len(best):
+                best = data
+            if len(data) <= limit:
+                path.write_bytes(data)
+                return before, len(data)
+    path.write_bytes(best)  # the smallest legible encoding, still over the limit
+    return before, len(best)
+
+
+def save(fig, path: Path, dpi: int = 90) -> None:
+    """Write ``fig`` to ``path`` as a PNG of at most `LIMIT` bytes (`shrink`), and close it."""
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    shrink(Path(path))
 
 
 def _plane(system, n=25):
@@ -49,8 +99,7 @@ def _draw_fields(system, test, fields: dict, q, p, rest, path: Path, fn: int, ti
     mu = ", ".join(f"{n} = {v:.3g}" for n, v in zip(system.param_names, np.asarray(test.mu[fn])))
     fig.suptitle(f"{system.name}: {mu}  {title}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
@@ -105,8 +154,7 @@ def trajectories(system, test, adapted: dict, path: Path, fn: int = 0, traj: int
         axes[0][d].set_xlabel("t")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def orbits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
@@ -122,8 +170,7 @@ def orbits(system, test, adapted: dict, path: Path, fn: int = 0) -> None:
         ax.set_title(name)
         ax.set_aspect("equal", "datalim")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def validation_curves(histories: dict, path: Path) -> None:
@@ -137,8 +184,7 @@ def validation_curves(histories: dict, path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:  # Scratch alone has no validation curve
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def adapted_portrait(system, model, xs, rollouts, path: Path, title: str = "") -> None:
@@ -167,8 +213,7 @@ def adapted_portrait(system, model, xs, rollouts, path: Path, title: str = "") -
     ax.set_title(f"{system.name} {title}".strip(), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def energies(ts, curves: dict, path: Path) -> None:
@@ -182,8 +227,7 @@ def energies(ts, curves: dict, path: Path) -> None:
         ax.set_xlabel("t")
     axes[0][0].set_ylabel("learned energy")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def draw_figures(config, prep, firsts: dict) -> bool:

@@ -181,9 +181,10 @@ def _reproduce(args) -> int:
         selected = [dataclasses.replace(j, methods=keep(j)) for j in selected if keep(j)]
     configs = [job_config(j, args) for j in selected]
     print(f"jax {jax.__version__} | {jax.devices()} | {len(selected)} job(s) in {args.out}")
-    for job, config in zip(selected, configs):  # the flags of all stored work, before any data
-        for method in job.methods:
-            store.check(config, method)
+    if not args.tables_only:  # the flags of all stored work, before any data
+        for job, config in zip(selected, configs):
+            for method in job.methods:
+                store.check(config, method)
     stopped, ran, diverged = None, 0, False
     for job, config in [] if args.tables_only else zip(selected, configs):
         pending = {m: [s for s in config.seeds if not _finished(config, m, s).exists()]
@@ -295,9 +296,14 @@ def write_tables(selected, configs, path: Path) -> str:
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
             continue
-        prep = pipeline.prepare(config)
-        for method in job.methods:  # --restart may discard some
-            store.check(config, method, prep.data)
+        try:
+            prep = pipeline.prepare(config)
+            for method in job.methods:  # --restart may discard some
+                store.check(config, method, prep.data)
+        except store.StaleRunError as err:  # tables of this configuration's work only
+            parts.append(f"## {job.title}\n\nNot re-made: {err}\n")
+            print(f"{job.system}/{job.name}: not re-made: {err}", flush=True)
+            continue
         done = {m: _records(config, m) for m in job.methods}
         if not any(done.values()):
             continue

@@ -15,52 +15,12 @@ limit::
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
-LIMIT = 200_000  # bytes
-_COLOURS = (256, 128, 64)
-_SCALES = (1.0, 0.9, 0.8, 0.75)
-
-
-def _encode(image: Image.Image, colours: int) -> bytes:
-    palette = image.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    buffer = io.BytesIO()
-    palette.save(buffer, "PNG", optimize=True, dpi=image.info.get("dpi", (72, 72)))
-    return buffer.getvalue()
-
-
-def shrink(path: Path, limit: int = LIMIT) -> tuple[int, int]:
-    """Re-encode ``path`` in place if it is over ``limit`` bytes; (size before, size after)."""
-    before = path.stat().st_size
-    if before <= limit:
-        return before, before
-    with Image.open(path) as opened:
-        dpi = opened.info.get("dpi")
-        image = opened.convert("RGBA")
-    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, image).convert("RGB")  # figures are opaque
-    best = None
-    for scale in _SCALES:
-        scaled = image
-        if scale != 1.0:
-            size = (round(image.width * scale), round(image.height * scale))
-            scaled = image.resize(size, Image.Resampling.LANCZOS)
-        if dpi:
-            scaled.info["dpi"] = tuple(d * scale for d in dpi)
-        for colours in _COLOURS:
-            data = _encode(scaled, colours)
-            if best is None or len(data) < len(best):
-                best = data
-            if len(data) <= limit:
-                path.write_bytes(data)
-                return before, len(data)
-    path.write_bytes(best)  # the smallest legible encoding, still over the limit
-    return before, len(best)
+sys.path.insert(0, str(ROOT))
+from experiments.plots import LIMIT, shrink  # noqa: E402 (the one encoder, shared with the figures)
 
 
 def figures(paths: list[str]) -> list[Path]:

@@ -40,7 +40,7 @@ import json, sys
 import equinox as eqx, jax
 if len(sys.argv) > 1:  # coordinator, process id
     jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
-from tests.test_scale import LEARNER, _dataset, _leaves, make_model
+from tests._helpers import LEARNER, leaves as _leaves, make_model, small_dataset as _dataset
 from jaxmeta import meta
 ds = _dataset(12, (2 / 3, 1 / 6, 1 / 6))  # 8 training functions, 4 per device
 kw = dict(keys=[jax.random.key(1)], val_every=2, progress=False,

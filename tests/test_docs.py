@@ -76,6 +76,8 @@ def test_fences_are_python_bash_or_text(page):
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=_rel)
 def test_page_examples_run(page, tmp_path, monkeypatch):
+    # Pages run from the repository root; the published results are read, never written.
+    (tmp_path / "results").symlink_to(ROOT / "results")
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__main__"}
     for index, code in enumerate(python_blocks(page)):

@@ -8,31 +8,15 @@ import sys
 import equinox as eqx
 import jax
 import numpy as np
-import optax
 import pytest
+from _helpers import LEARNER, leaves as _leaves, make_model, small_dataset as _dataset
 
-from jaxmeta import data, meta, modulation, nn, systems
-
-SMALL = dict(tasks_per_step=2, inner_steps=1, adapt_steps=5)
-LEARNER = meta.AutoDecoding(modulation.RankOne(), outer_optimiser=optax.adam(1e-2), latent_dim=4,
-                            **SMALL)  # fmt: skip
-make_model = lambda k: nn.HNN(2, width=8, depth=1, key=k)
-
-
-def _dataset(num_functions=10, split=(0.6, 0.2, 0.2)):
-    return data.generate_dataset(
-        systems.Pendulum(), jax.random.key(0), num_functions=num_functions,
-        split=split, num_trajectories=2, num_query=1,
-    )  # fmt: skip
+from jaxmeta import data, meta
 
 
 @pytest.fixture(scope="module")
 def dataset():
     return _dataset()
-
-
-def _leaves(state):
-    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(state, eqx.is_array))]
 
 
 def _assert_close(a, b):
@@ -92,8 +76,8 @@ def test_fit_is_fit_seeds_with_one_key(dataset, tmp_path):
 
 _SHARDED = """
 import json, jax, numpy as np, equinox as eqx
-from tests.test_scale import LEARNER, _dataset, _leaves, make_model
-from jaxmeta import meta
+from tests._helpers import LEARNER, leaves as _leaves, make_model, small_dataset as _dataset
+from jaxmeta import data, meta
 ds = _dataset(12, (2 / 3, 1 / 6, 1 / 6))  # 8 training functions
 kw = dict(epochs=4, val_every=2, progress=False)
 out = {"devices": jax.device_count(), "train": ds.train.num_functions}
