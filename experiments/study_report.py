@@ -8,7 +8,7 @@ import numpy as np
 
 from .registry import METHODS, MODULATIONS
 from .report import verdict_lines
-from .study import BASE, CARRIERS, LONG_SYSTEMS, SEEDS, STAGES, SYSTEMS, VARIANTS, Variant
+from .study import BASE, CARRIERS, LONG_SYSTEMS, SEEDS, STAGES, SYSTEMS, VARIANTS, Variant, units
 from .verdict import OPTIMISATION
 
 PROTOCOLS = ("paper", "converged")
@@ -151,23 +151,32 @@ def long_variant(out: Path) -> str:
 def _method_table(found, stage, system) -> list[str]:
     head = ("| method | trajectory error, paper protocol | trajectory error, converged | "
             "field error, paper | field error, converged | support loss, paper → converged "
-            "(median) | steps after the paper's (median) | seconds per function (median) |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+            "(median) | steps after the paper's (median) | tolerance met | seconds per function "
+            "(median) | unit wall time (min) |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for method in METHODS:
         records = found.get((stage, system, "base", method))
         if not records:
-            lines.append(f"| {method} |" + " – |" * 7)
+            lines.append(f"| {method} |" + " – |" * 9)
             continue
         conv = [r["converged"] for r in records]
         paper_loss = np.median([x for c in conv for x in c["paper_support_loss"]])
         loss = np.median([x for c in conv for x in c["support_loss"]])
         steps = np.median([x for c in conv for x in c["steps"]])
         secs = np.median([x for c in conv for x in c["seconds"]])
+        met = [bool(x) for c in conv for x in c["converged"]]
         cells = [_cell(summary(records, p)) for p in PROTOCOLS]
         cells += [_cell(summary(records, p, "field_error")) for p in PROTOCOLS]
-        cells += [f"{paper_loss:.3g} → {loss:.3g}", f"{steps:.0f}", f"{secs:.2f}"]
+        cells += [f"{paper_loss:.3g} → {loss:.3g}", f"{steps:.0f}", f"{sum(met)} of {len(met)}",
+                  f"{secs:.2f}", _wall(records)]  # fmt: skip
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _wall(records) -> str:
+    """The unit's wall time (training and scoring its three seeds), in minutes."""
+    seconds = records[0].get("unit_seconds")
+    return "–" if seconds is None else f"{seconds / 60:.1f}"
 
 
 def _latent_cell(records, path) -> str:
@@ -186,8 +195,8 @@ def _variant_table(found, stage, system) -> list[str]:
     head = ("| variant | method | trajectory error, paper | trajectory error, converged | "
             "training latents: median distance from their mean | test latents, paper: median "
             "largest move | at the reach bound | converged: median largest move | beyond the "
-            "bound |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+            "bound | unit wall time (min) |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for variant in VARIANTS:
         for method in CARRIERS if variant is not BASE else tuple(MODULATIONS):
             records = found.get((stage, system, variant.name, method))
@@ -198,7 +207,8 @@ def _variant_table(found, stage, system) -> list[str]:
                       _latent_cell(records, ("latents", "paper", "median_max_move")),
                       _latent_cell(records, ("latents", "paper", "at_reach")),
                       _latent_cell(records, ("converged", "latents", "median_max_move")),
-                      _latent_cell(records, ("converged", "latents", "beyond_reach"))]  # fmt: skip
+                      _latent_cell(records, ("converged", "latents", "beyond_reach")),
+                      _wall(records)]  # fmt: skip
             lines.append(f"| {variant.name} | {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -232,6 +242,13 @@ def write_tables(out: Path) -> str:
             continue
         parts.append(f"## Stage {stage}: {epochs} epochs, width 32, depth 2, seeds "
                      f"{list(SEEDS)}\n")  # fmt: skip
+        # Stage e10000 adds the carriers of the variant stage e2000 picks (rule 3).
+        planned = len(units(stage, SYSTEMS)) + (
+            len(LONG_SYSTEMS) * len(CARRIERS) if stage == "e10000" else 0
+        )
+        done = sum(k[0] == stage for k in found)
+        parts.append(f"Units finished: {done} of {planned} (a unit: one system, variant and "
+                     "method, its three seeds).\n")  # fmt: skip
         for system in systems_done:
             parts.append(f"### {system}\n")
             parts.append("\n".join(_method_table(found, stage, system)) + "\n")
