@@ -305,6 +305,8 @@ def test_trajectories_are_rollouts_and_rows_of_mu_are_systems():
     for i, k in enumerate(jax.random.split(key, 3)):
         one = cn.make_trajectories(family, 4, mu=mus[i], key=k)
         assert jnp.allclose(one.xs, data.xs[i], atol=1e-6)
+        if i:  # what follows holds for any one system; each one's closure compiles anew
+            continue
         field = _field(family, mus[i])
         solved = jax.vmap(functools.partial(rollout, field, ts=one.ts))(one.xs[:, 0])
         assert jnp.array_equal(solved, one.xs)
