@@ -50,3 +50,17 @@ def test_rule_two_needs_both_carriers_on_five_systems():
         "| holds; flips it |"
     )
     assert "undecided" in rows["| paper", "persistent"]
+
+
+def test_beside_the_rules_the_baseline_keeps_its_better_protocol():
+    found = {}
+    # MAML overfits when fitted longer (0.05 -> 0.10); the modulations' converged errors are
+    # 0.07: they beat MAML's converged score but not its 100-step one.
+    for m, paper, conv in (("maml", 0.05, 0.10), ("reptile", 0.2, 0.2), ("anil", 0.4, 0.3)):
+        _fake(found, "e2000", "pendulum", "base", m, paper, conv)
+    for m in ("shift", "fw", "ro", "mr"):
+        _fake(found, "e2000", "pendulum", "base", m, 0.3, 0.07 if m != "mr" else 0.04)
+    line = study_report.either_protocol(found, "e2000", "pendulum")
+    assert line.endswith("(maml, paper, 0.050): 1/4 (mr)")
+    del found["e2000", "pendulum", "base", "anil"]
+    assert study_report.either_protocol(found, "e2000", "pendulum") is None
