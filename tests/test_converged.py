@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import small_dataset
 
-from jaxmeta import data, losses, meta, modulation, nn, systems
+from jaxmeta import data, losses, meta, modulation, nn
 
 make_model = lambda k: nn.HNN(2, width=8, depth=1, key=k)
 
@@ -51,10 +52,7 @@ def test_the_latent_solver_finds_a_known_latent():
 
 @pytest.fixture(scope="module")
 def dataset():
-    return data.generate_dataset(
-        systems.Pendulum(), jax.random.key(0), num_functions=10, split=(0.6, 0.2, 0.2),
-        num_trajectories=2, num_query=1,
-    )  # fmt: skip
+    return small_dataset()
 
 
 SMALL = dict(tasks_per_step=2, inner_steps=1, adapt_steps=5)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _helpers import small_dataset
 
 from jaxmeta import data, io, meta, modulation, nn, systems
 
@@ -33,10 +34,7 @@ make_model = lambda k: nn.HNN(2, width=8, depth=1, key=k)
 
 @pytest.fixture(scope="module")
 def dataset():
-    return data.generate_dataset(
-        systems.Pendulum(), jax.random.key(0), num_functions=10, split=(0.6, 0.2, 0.2),
-        num_trajectories=2, num_query=1,
-    )  # fmt: skip
+    return small_dataset()
 
 
 @pytest.fixture(scope="module")

@@ -94,14 +94,10 @@ def evaluate(system: AbstractSystem, models, test: TaskSet, mesh) -> dict:
 def _scores(system: AbstractSystem, models, test: TaskSet, mesh, paths) -> dict:
     vm = eqx.filter_vmap
     out = paper_scores(system, models, test, mesh)
-    out["rollout_error"] = vm(lambda m, xs: rollout_errors(m, xs, test.ts))(
-        models, test.query_xs
-    )
+    out["rollout_error"] = vm(lambda m, xs: rollout_errors(m, xs, test.ts))(models, test.query_xs)
     if not isinstance(system, AbstractHamiltonianSystem):
         rates = _per_path(entropy_production, models, paths)
         out["min_entropy_rate"] = jnp.min(rates, axis=(1, 2))
-        res = _per_path(
-            lambda m, p: jnp.maximum(*degeneracy_residuals(m, p)), models, paths
-        )
+        res = _per_path(lambda m, p: jnp.maximum(*degeneracy_residuals(m, p)), models, paths)
         out["max_degeneracy"] = jnp.max(res, axis=(1, 2))
     return out

@@ -21,8 +21,7 @@ SYSTEMS: dict[str, type[AbstractSystem]] = {
 #: ConCerNet's systems with known invariants (``experiments.concernet`` and
 #: ``experiments.concernet_meta``): the four of its Table 1 and Meta-ConCerNet's family.
 CONSERVED_SYSTEMS: dict[str, type[AbstractConservedSystem]] = {
-    cls.name: cls
-    for cls in (SpringMass, ChemicalKinetics, KeplerOrbit, HeatEquation, SpringFamily)
+    cls.name: cls for cls in (SpringMass, ChemicalKinetics, KeplerOrbit, HeatEquation, SpringFamily)
 }
 
 
