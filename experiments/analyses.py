@@ -111,7 +111,7 @@ def adapt_steps(config: AnalysisConfig, steps: tuple[int, ...], work: Path, out:
     rows = {}
     for name in config.methods:
         records = run_method(config, prep, name)  # trains the seeds not finished in config.out
-        if name == "scratch":  # the calibration row (spec §5): nothing to start from
+        if name == "scratch":  # the calibration row: a fresh model, nothing to start from
             learner = make_learner(name, config)
             scored = {m: summary([r[m] for r in records]) for m in ERRORS if m in records[0]}
             rows[name] = {"inner_lr": INNER_LR[name], "sgd": {},

@@ -21,7 +21,7 @@ from jaxmeta.systems import SYSTEMS
 from .paper import paper_value
 from .registry import METHODS
 
-_METRICS = ("trajectory_error", "field_error", "ssim", "rollout_error")  # spec §5
+_METRICS = ("trajectory_error", "field_error", "ssim", "rollout_error")  # the paper's §4, + rollout
 
 
 def _load(run: str) -> dict:
