@@ -2,7 +2,7 @@
 
     python -m experiments.study --stage e2000 --time-budget 600     # resumable
     python -m experiments.study --stage e10000 --time-budget 600
-    python -m experiments.study --tables-only                       # tables of finished work
+    python -m experiments.study --tables-only                       # tables and figure of finished work
 
 Three choices the paper's text leaves open, crossed as the protocol fixes them: the test-time
 protocol (the paper's 100 Adam steps, or each function's fit run to convergence, for every
@@ -18,7 +18,8 @@ projection, ``projection.json``) still fits; then the run stops cleanly and the 
 continues. Units run in the protocol's order. Several processes may run the same command at
 once (one per core): each unit is claimed with a lock file, so each is run by one of them.
 ``tables.md`` under ``--out``: every unit finished so far, both protocols, the latent
-statistics, and the verdicts the protocol's rules compute. Exit status: 0; 2 for a bad flag
+statistics, and the verdicts the protocol's rules compute; ``<stage>-protocols.png`` beside
+it: each method's error under both protocols (base variant). Exit status: 0; 2 for a bad flag
 or stale stored work; 3 when a unit diverged.
 
 ``--systems``, ``--variants``, ``--methods`` and ``--epochs`` select or shrink the work for a
@@ -223,7 +224,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--tables-only",
         action="store_true",
-        help="train nothing: write the tables of the finished units",
+        help="train nothing: write the tables and figure of the finished units",
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(

@@ -231,6 +231,43 @@ def either_protocol(found, stage, system) -> str | None:
     )
 
 
+def protocol_figure(found: dict, stage: str, path: Path) -> list[str]:
+    """``path``: one panel per system with finished base units, each method's mean trajectory
+    error under the paper's protocol (open marker) and converged (filled), joined by a line;
+    the modulations in colour. Returns the systems drawn (none: no file written)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    from .plots import plt, save
+
+    systems = [s for s in stage_systems(stage) if any(k[:3] == (stage, s, "base") for k in found)]
+    if not systems:
+        return []
+    fig, axes = plt.subplots(1, len(systems), figsize=(2.6 * len(systems), 2.9), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        errs = {p: errors(found, stage, system, p) for p in PROTOCOLS}
+        for x, method in enumerate(METHODS):
+            if ("base", method) not in errs["paper"]:
+                continue
+            paper, conv = (errs[p]["base", method] for p in PROTOCOLS)
+            colour = "tab:blue" if method in MODULATIONS else "0.35"
+            ax.plot([x, x], [paper, conv], color=colour, lw=1)
+            ax.plot(x, paper, "o", mfc="white", mec=colour, ms=5)
+            ax.plot(x, conv, "o", color=colour, ms=5)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(range(len(METHODS)), list(METHODS), rotation=90, fontsize=8)
+        ax.set_title(system, fontsize=9)
+    axes[0][0].set_ylabel("trajectory error (mean of 3 seeds)")
+    fig.suptitle(f"Stage {stage}, base variant: paper protocol (open), converged (filled); "
+                 "modulations in blue",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    save(fig, path)
+    return systems
+
+
 def _support_check(found) -> str:
     """How many (unit, seed, function) have a converged support loss at or below the paper
     protocol's (the protocol's check; never a tolerance)."""
@@ -252,6 +289,7 @@ def write_tables(out: Path) -> str:
     with their verdicts, the carriers' variants with the latent statistics, then the
     protocol's rule 2 per stage. Returns the text."""
     found = collect(out)
+    out.mkdir(parents=True, exist_ok=True)
     parts = ["# The study's tables (made by `python -m experiments.study`; see PROTOCOL.md)\n",
              _support_check(found) + "\n"]  # fmt: skip
     for stage, epochs in STAGES.items():
@@ -290,7 +328,7 @@ def write_tables(out: Path) -> str:
         parts.append("|---|---|---|---|")
         parts += choice_verdicts(found, stage)
         parts.append("")
+        protocol_figure(found, stage, out / f"{stage}-protocols.png")
     text = "\n".join(parts) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "tables.md").write_text(text)
     return text

@@ -64,3 +64,14 @@ def test_beside_the_rules_the_baseline_keeps_its_better_protocol():
     assert line.endswith("(maml, paper, 0.050): 1/4 (mr)")
     del found["e2000", "pendulum", "base", "anil"]
     assert study_report.either_protocol(found, "e2000", "pendulum") is None
+
+
+def test_the_protocol_figure_draws_the_systems_with_finished_base_units(tmp_path):
+    found = {}
+    _fake(found, "e2000", "pendulum", "base", "maml", 0.2, 0.1)
+    _fake(found, "e2000", "kepler", "persistent", "ro", 0.3, 0.2)  # no base unit: not drawn
+    path = tmp_path / "e2000-protocols.png"
+    assert study_report.protocol_figure(found, "e2000", path) == ["pendulum"]
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert study_report.protocol_figure(found, "e10000", tmp_path / "none.png") == []
+    assert not (tmp_path / "none.png").exists()
