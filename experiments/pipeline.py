@@ -235,16 +235,36 @@ def load_adapted(config: RunConfig, prep: Prepared, name: str, seed: int) -> met
     return meta.Adapted(models=models, losses=jnp.zeros((f, 0)))
 
 
-def _elapsed(checkpoints: Path, seconds: float | None = None) -> float:
-    """Training seconds of a checkpoint directory so far (``seconds`` added first, if given):
-    recorded beside the checkpoints, so re-scoring or only loading a finished checkpoint adds
-    nothing, and an extended run adds its own."""
+def training_seconds(checkpoints: Path) -> float | None:
+    """Training seconds of a checkpoint directory so far, over every process that trained it
+    (``train_seconds.json`` beside the checkpoints; 0 if there is no checkpoint yet, None if
+    one has no recorded time: an unfinished one of a version that recorded it at the end).
+    Brought up to date at each saved checkpoint, so a run killed between two keeps the time
+    of what it saved, and re-scoring or only loading a finished checkpoint adds nothing."""
     path = checkpoints / "train_seconds.json"
-    total = store.read_json(path) if path.exists() else 0.0
-    if seconds is not None:
-        total += seconds
-        store.write_json(path, total)
-    return total
+    if path.exists():
+        return store.read_json(path)
+    return None if (checkpoints / "last.json").exists() else 0.0
+
+
+def _timed(checkpoints: Path, callback: Callable | None):
+    """``callback`` (or none) preceded, at each saved ``last`` checkpoint, by recording the
+    training seconds so far (`training_seconds`, plus this process's since the call).
+    Returns (the callback, a function that records and returns the total now)."""
+    earlier, start = training_seconds(checkpoints) or 0.0, time.perf_counter()
+
+    def record() -> float:
+        total = earlier + time.perf_counter() - start
+        store.write_json(checkpoints / "train_seconds.json", total)
+        return total
+
+    def timed(event: str, epoch: int) -> None:
+        if event == "last":
+            record()
+        if callback is not None:
+            callback(event, epoch)
+
+    return timed, record
 
 
 def _announce(name: str, seeds, checkpoints: Path, epochs: int) -> int:
@@ -273,14 +293,17 @@ def train(config: RunConfig, prep: Prepared, name: str, seeds, *,
     factory = make_model_factory(prep.system, config.budget)
     checkpoints = store.checkpoint_dir(config, name, seeds)
     common = dict(epochs=config.epochs, val_every=config.val_every, devices=prep.devices,
-                  progress=config.progress and lead(), checkpoint_dir=checkpoints,
-                  callback=callback)  # fmt: skip
+                  progress=config.progress and lead(), checkpoint_dir=checkpoints)  # fmt: skip
     keys = [jax.random.key(s) for s in seeds]
-    fit = lambda: meta.fit_seeds(learner, factory, prep.dataset, keys=keys, **common)
+
+    def fit():
+        timed, record = _timed(checkpoints, callback)
+        return meta.fit_seeds(learner, factory, prep.dataset, keys=keys, callback=timed,
+                              **common), record  # fmt: skip
+
     epoch = _announce(name, seeds, checkpoints, config.epochs)
-    start = time.perf_counter()
     try:
-        results = fit()
+        results, record = fit()
     except io.CheckpointError as err:
         if not config.restart:
             raise
@@ -289,7 +312,8 @@ def train(config: RunConfig, prep: Prepared, name: str, seeds, *,
             shutil.rmtree(checkpoints)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("restart-checkpoints")
-        epoch, start, results = 0, time.perf_counter(), fit()
-    trained = time.perf_counter() - start if epoch < config.epochs else None
-    seconds = _elapsed(checkpoints, trained) / len(seeds)
+        epoch = 0
+        results, record = fit()
+    total = record() if epoch < config.epochs else training_seconds(checkpoints) or 0.0
+    seconds = total / len(seeds)
     return {s: (r, seconds) for s, r in zip(seeds, results)}

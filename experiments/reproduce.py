@@ -232,9 +232,12 @@ def _diverged(config: RunConfig, method: str, seed: int) -> Path:
 def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> bool:
     """Train and score ``method`` for ``seeds`` (one vmapped program for several); records the
     unit's wall time in each seed's ``metrics.json`` (``unit_seconds``, the estimate of later
-    units) or the divergence beside it. Returns False if the unit diverged."""
+    units: this process's, plus the training seconds of the processes that ran it before,
+    ``unit_seconds_earlier``) or the divergence beside it. Returns False if the unit
+    diverged."""
     one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
     unit_start = time.perf_counter()
+    earlier = pipeline.training_seconds(store.checkpoint_dir(one, method, seeds))
     if job.scores_main:
         for seed in seeds:
             _from_main(config, method, seed)
@@ -245,11 +248,11 @@ def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) 
         for seed in seeds:
             _diverged(config, method, seed).write_text(str(err))
         return False
-    wall = time.perf_counter() - unit_start
+    wall = time.perf_counter() - unit_start + (earlier or 0.0)
     for seed in seeds:
         path = _finished(config, method, seed)
         record = json.loads(path.read_text())
-        record["unit_seconds"] = wall
+        record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
         store.write_json(path, record)
         print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
               f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",

@@ -17,7 +17,7 @@ from .registry import INNER_LR
 #: The converged test-time protocol of ``--converged`` (`jaxmeta.meta.Converged`'s defaults).
 CONVERGED = meta.Converged()
 #: The training record a score keeps (re-scoring carries it over from ``metrics.json``).
-TRAINED = ("train_seconds", "best_epoch", "history", "unit_seconds")
+TRAINED = ("train_seconds", "best_epoch", "history", "unit_seconds", "unit_seconds_earlier")
 
 
 def adaptation_key(seed: int):

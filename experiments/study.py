@@ -179,8 +179,11 @@ def claimed(config: RunConfig, method: str):
 
 def run_unit(unit: Unit, config: RunConfig) -> bool:
     """Train and score one unit; its wall time goes into each seed's ``metrics.json``
-    (``unit_seconds``). Returns False if it diverged (recorded beside the seeds)."""
+    (``unit_seconds``: this process's, plus the training seconds of the processes that ran
+    it before, ``unit_seconds_earlier``: None when unknown, `pipeline.training_seconds`).
+    Returns False if it diverged (recorded beside the seeds)."""
     tic = time.perf_counter()
+    earlier = pipeline.training_seconds(store.checkpoint_dir(config, unit.method, config.seeds))
     prep = pipeline.prepare(config)
     try:
         scoring.run_method(config, prep, unit.method)
@@ -189,11 +192,11 @@ def run_unit(unit: Unit, config: RunConfig) -> bool:
         for seed in config.seeds:
             _diverged(config, unit.method, seed).write_text(str(err))
         return False
-    wall = time.perf_counter() - tic
+    wall = time.perf_counter() - tic + (earlier or 0.0)
     for seed in config.seeds:
         path = _metrics(config, unit.method, seed)
         record = json.loads(path.read_text())
-        record["unit_seconds"] = wall
+        record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
         store.write_json(path, record)
     errors = [json.loads(_metrics(config, unit.method, s).read_text())["trajectory_error"]
               for s in config.seeds]  # fmt: skip

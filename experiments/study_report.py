@@ -173,10 +173,23 @@ def _method_table(found, stage, system) -> list[str]:
     return lines
 
 
+#: After a wall time that may leave out earlier processes' training time.
+LAST_PROCESS = "†"
+_LAST_PROCESS_NOTE = (
+    f"{LAST_PROCESS} the time of the processes that ran the unit before the last one is not "
+    "counted (recorded before they were, or resumed from such a record's checkpoint): an "
+    "undercount if the unit was resumed (killed and continued)."
+)
+
+
 def _wall(records) -> str:
-    """The unit's wall time (training and scoring its three seeds), in minutes."""
+    """The unit's wall time (training and scoring its three seeds, every process that ran
+    it), in minutes; `LAST_PROCESS` marks a record that counted only the last process."""
     seconds = records[0].get("unit_seconds")
-    return "–" if seconds is None else f"{seconds / 60:.1f}"
+    if seconds is None:
+        return "–"
+    known = records[0].get("unit_seconds_earlier") is not None
+    return f"{seconds / 60:.1f}" + ("" if known else LAST_PROCESS)
 
 
 def _latent_cell(records, path) -> str:
@@ -305,6 +318,8 @@ def write_tables(out: Path) -> str:
         done = sum(k[0] == stage for k in found)
         parts.append(f"Units finished: {done} of {planned} (a unit: one system, variant and "
                      "method, its three seeds).\n")  # fmt: skip
+        if any(_wall(r).endswith(LAST_PROCESS) for k, r in found.items() if k[0] == stage):
+            parts.append(f"Unit wall time: {_LAST_PROCESS_NOTE}\n")
         for system in systems_done:
             parts.append(f"### {system}\n")
             parts.append("\n".join(_method_table(found, stage, system)) + "\n")

@@ -13,7 +13,8 @@ import struct
 import sys
 from pathlib import Path
 
-SKIP = {"train_seconds", "unit_seconds", "config", "seconds", "compile_seconds"}
+SKIP = {"train_seconds", "unit_seconds", "unit_seconds_earlier", "config", "seconds",
+        "compile_seconds"}  # fmt: skip
 
 
 def _flat(value, prefix=""):

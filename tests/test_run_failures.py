@@ -90,6 +90,9 @@ def test_a_killed_run_resumes_and_a_corrupt_checkpoint_needs_restart(tmp_path, d
         run.main(base, callback=killed_after_the_first_checkpoint)
     seed = out / "ro" / "seed0"
     assert not (seed / "metrics.json").exists() and (seed / "checkpoints" / "last.json").exists()
+    # The killed process's training time up to its checkpoint is kept beside it...
+    killed = json.loads((seed / "checkpoints" / "train_seconds.json").read_text())
+    assert killed > 0
     capsys.readouterr()
     # Restarted as another family, the unfinished run is refused (by name, before any data).
     assert run.main([*base, "--set", OTHER_FAMILY]) == run.EXIT_ERROR
@@ -97,7 +100,10 @@ def test_a_killed_run_resumes_and_a_corrupt_checkpoint_needs_restart(tmp_path, d
     # Restarted as itself, it says where it resumes and finishes.
     assert run.main(base) == 0
     assert "resuming ro seed 0 from epoch 1 to 2 (" in capsys.readouterr().out
-    assert json.loads((seed / "metrics.json").read_text())["history"]["val_epoch"] == [1, 2]
+    resumed = json.loads((seed / "metrics.json").read_text())
+    assert resumed["history"]["val_epoch"] == [1, 2]
+    # ...and counted in the finished run's (the one seed's share is all of it).
+    assert resumed["train_seconds"] > killed
     # A corrupt checkpoint: a one-line error naming it, until --restart discards it.
     (seed / "metrics.json").unlink()
     header = json.loads((seed / "checkpoints" / "last.json").read_text())
@@ -150,3 +156,11 @@ def test_process_flags_are_checked(capsys):
         assert message in capsys.readouterr().err
     config = run.parse_args(["--coordinator", "h:1", "--num-processes", "2", "--process-id", "1"])
     assert (config.coordinator, config.num_processes, config.process_id) == ("h:1", 2, 1)
+
+
+def test_training_seconds_are_unknown_for_a_checkpoint_without_its_time(tmp_path):
+    assert pipeline.training_seconds(tmp_path) == 0.0  # nothing trained yet
+    (tmp_path / "last.json").write_text("{}")  # an unfinished checkpoint of an older version
+    assert pipeline.training_seconds(tmp_path) is None
+    (tmp_path / "train_seconds.json").write_text("12.5")
+    assert pipeline.training_seconds(tmp_path) == 12.5

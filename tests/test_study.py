@@ -24,6 +24,9 @@ def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys):
     assert record["config"]["latent_state"] == "persistent" and record["config"]["converged"]
     assert {"train_spread", "paper"} <= set(record["latents"])
     assert {"support_loss", "steps", "seconds", "latents"} <= set(record["converged"])
+    # One process ran it: nothing earlier to add, and its wall time is not marked.
+    assert record["unit_seconds_earlier"] == 0.0 and record["unit_seconds"] > 0
+    assert study_report.LAST_PROCESS not in tables
     # Again: everything is finished, nothing runs.
     assert study.main(argv) == 0
     assert "trajectory error" not in capsys.readouterr().out.split("# The study")[0]
@@ -75,3 +78,10 @@ def test_the_protocol_figure_draws_the_systems_with_finished_base_units(tmp_path
     assert path.read_bytes().startswith(b"\x89PNG")
     assert study_report.protocol_figure(found, "e10000", tmp_path / "none.png") == []
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_wall_time_from_before_earlier_processes_counted_is_marked():
+    old, new = {"unit_seconds": 90.0}, {"unit_seconds": 90.0, "unit_seconds_earlier": 30.0}
+    unknown = {"unit_seconds": 90.0, "unit_seconds_earlier": None}  # an old checkpoint resumed
+    assert study_report._wall([old]) == study_report._wall([unknown]) == "1.5†"
+    assert study_report._wall([new]) == "1.5"
