@@ -223,7 +223,7 @@ def _variant_table(found, stage, system) -> list[str]:
                       _latent_cell(records, ("converged", "latents", "beyond_reach")),
                       _wall(records)]  # fmt: skip
             lines.append(f"| {variant.name} | {method} | " + " | ".join(cells) + " |")
-    return lines
+    return lines if len(lines) > 2 else []  # no modulation finished: no table
 
 
 def either_protocol(found, stage, system) -> str | None:
@@ -336,7 +336,8 @@ def write_tables(out: Path) -> str:
                                  f"{len(METHODS)} methods finished")  # fmt: skip
             if (line := either_protocol(found, stage, system)) is not None:
                 parts.append(line)
-            parts.append("\n" + "\n".join(_variant_table(found, stage, system)) + "\n")
+            variants = _variant_table(found, stage, system)
+            parts.append("\n" + "\n".join(variants) + "\n" if variants else "")
         parts.append(f"### Rule 2 at stage {stage}: both carriers ({', '.join(CARRIERS)}) "
                      "beat the best optimisation-based method\n")  # fmt: skip
         parts.append("| protocol | variant | systems where they do | the paper's ordering |")

@@ -17,6 +17,7 @@ def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys):
     tables = (tmp_path / "tables.md").read_text()
     assert "| persistent | ro |" in tables and "| base | ro |" not in tables
     assert "verdict withheld, 0 of 8 methods finished" in tables
+    assert tables.count("| variant | method |") == 1  # pendulum's; no empty table elsewhere
     assert "Units finished: 1 of 108" in tables
     assert "| converged | persistent | 0 of 6: none | undecided (6 system(s) missing) |" in tables
     record = json.loads((tmp_path / "e2000" / "pendulum" / "persistent" / "ro" / "seed2"
