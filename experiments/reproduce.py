@@ -224,39 +224,25 @@ def _reproduce(args) -> int:
     return run.EXIT_DIVERGED if diverged else 0
 
 
-def _diverged(config: RunConfig, method: str, seed: int) -> Path:
-    """Where a divergence is recorded: in the seed's directory, under its identity."""
-    return store.seed_dir(config, method, seed) / "diverged.txt"
-
-
 def _run_unit(job: Job, config: RunConfig, prep, method: str, seeds: list[int]) -> bool:
-    """Train and score ``method`` for ``seeds`` (one vmapped program for several); records the
-    unit's wall time in each seed's ``metrics.json`` (``unit_seconds``, the estimate of later
-    units: this process's, plus the training seconds of the processes that ran it before,
-    ``unit_seconds_earlier``) or the divergence beside it. Returns False if the unit
+    """Train and score ``method`` for ``seeds`` (one vmapped program for several), the unit's
+    wall time in each seed's ``metrics.json`` (`scoring.run_unit`; ``unit_seconds`` is the
+    estimate of later units) or the divergence beside it. Returns False if the unit
     diverged."""
     one = dataclasses.replace(config, methods=(method,), seeds=tuple(seeds))
     unit_start = time.perf_counter()
-    earlier = pipeline.training_seconds(store.checkpoint_dir(one, method, seeds))
     if job.scores_main:
         for seed in seeds:
             _from_main(config, method, seed)
     try:
-        scoring.run_method(one, prep, method)
+        records = scoring.run_unit(one, prep, method, started=unit_start)
     except FloatingPointError as err:
         print(f"{job.system}/{job.name} {method} seeds {seeds} diverged: {err}", flush=True)
-        for seed in seeds:
-            _diverged(config, method, seed).write_text(str(err))
         return False
-    wall = time.perf_counter() - unit_start + (earlier or 0.0)
-    for seed in seeds:
-        path = _finished(config, method, seed)
-        record = json.loads(path.read_text())
-        record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
-        store.write_json(path, record)
+    for seed, record in zip(seeds, records):
         print(f"{job.system}/{job.name} {method} seed {seed}: trajectory error "
-              f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): {wall:.0f} s)",
-              flush=True)  # fmt: skip
+              f"{record['trajectory_error']:.4f} (unit of {len(seeds)} seed(s): "
+              f"{record['unit_seconds']:.0f} s)", flush=True)  # fmt: skip
     return True
 
 
@@ -282,8 +268,8 @@ def _records(config: RunConfig, method: str) -> dict:
         path = _finished(config, method, seed)
         if path.exists():
             out[seed] = json.loads(path.read_text())
-        elif _diverged(config, method, seed).exists():
-            return _diverged(config, method, seed).read_text()
+        elif store.diverged_path(config, method, seed).exists():
+            return store.diverged_path(config, method, seed).read_text()
     return out
 
 

@@ -1,6 +1,7 @@
 """Scoring trained states like the paper (and beyond it), and the loop that trains, scores or
 re-scores every seed of a method: `run_method`."""
 
+import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -11,7 +12,7 @@ from jaxmeta import meta, metrics
 
 from . import store
 from .config import RunConfig
-from .pipeline import Prepared, lead, load_state, make_learner, say, train
+from .pipeline import Prepared, lead, load_state, make_learner, say, train, training_seconds
 from .registry import INNER_LR
 
 #: The converged test-time protocol of ``--converged`` (`jaxmeta.meta.Converged`'s defaults).
@@ -166,3 +167,30 @@ def run_method(config: RunConfig, prep: Prepared, name: str, *,
                     "history": result.history.to_dict()}  # fmt: skip
             records[seed] = score(config, prep, name, seed, result.best_state, done)
     return [records[s] for s in config.seeds]
+
+
+def run_unit(config: RunConfig, prep: Prepared, name: str, *, started: float | None = None,
+             callback: Callable | None = None) -> list[dict]:  # fmt: skip
+    """`run_method` for ``config.seeds`` as one unit, its wall time stamped into each seed's
+    ``metrics.json``: ``unit_seconds`` is this process's since ``started`` (a
+    `time.perf_counter` reading; default: this call) plus the training seconds of the
+    processes that ran the unit before, ``unit_seconds_earlier`` (None when unknown:
+    `pipeline.training_seconds`). A divergence is written beside each seed
+    (`store.diverged_path`) and raised again. Returns the seeds' records as stored."""
+    tic = time.perf_counter() if started is None else started
+    earlier = training_seconds(store.checkpoint_dir(config, name, config.seeds))
+    try:
+        run_method(config, prep, name, callback=callback)
+    except FloatingPointError as err:
+        for seed in config.seeds:
+            store.write_text(store.diverged_path(config, name, seed), str(err))
+        raise
+    wall = time.perf_counter() - tic + (earlier or 0.0)
+    records = []
+    for seed in config.seeds:
+        path = store.metrics_path(config, name, seed)
+        record = store.read_json(path)
+        record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
+        store.write_json(path, record)
+        records.append(record)
+    return records

@@ -85,6 +85,11 @@ def metrics_path(config: RunConfig, name: str, seed: int) -> Path:
     return seed_dir(config, name, seed) / "metrics.json"
 
 
+def diverged_path(config: RunConfig, name: str, seed: int) -> Path:
+    """Where a (method, seed) that diverged records why, under its identity."""
+    return seed_dir(config, name, seed) / "diverged.txt"
+
+
 def state_path(config: RunConfig, name: str, seed: int) -> Path:
     """The trained (best-on-validation) state of a (method, seed)."""
     return seed_dir(config, name, seed) / "best_state.eqx"

@@ -137,18 +137,10 @@ def unit_config(unit: Unit, out: Path, *, progress: bool, epochs: int | None = N
     )  # fmt: skip
 
 
-def _metrics(config: RunConfig, method: str, seed: int) -> Path:
-    return store.seed_dir(config, method, seed) / "metrics.json"
-
-
 def finished(config: RunConfig, method: str) -> bool:
     """Whether every seed of the unit has its metrics, or the unit diverged (recorded)."""
-    done = lambda s: _metrics(config, method, s).exists() or _diverged(config, method, s).exists()
-    return all(done(s) for s in config.seeds)
-
-
-def _diverged(config: RunConfig, method: str, seed: int) -> Path:
-    return store.seed_dir(config, method, seed) / "diverged.txt"
+    paths = (store.metrics_path, store.diverged_path)
+    return all(any(p(config, method, s).exists() for p in paths) for s in config.seeds)
 
 
 def estimate(unit: Unit, out: Path) -> float:
@@ -178,28 +170,18 @@ def claimed(config: RunConfig, method: str):
 
 
 def run_unit(unit: Unit, config: RunConfig) -> bool:
-    """Train and score one unit; its wall time goes into each seed's ``metrics.json``
-    (``unit_seconds``: this process's, plus the training seconds of the processes that ran
-    it before, ``unit_seconds_earlier``: None when unknown, `pipeline.training_seconds`).
-    Returns False if it diverged (recorded beside the seeds)."""
+    """Train and score one unit, its wall time in each seed's ``metrics.json``
+    (`scoring.run_unit`: data preparation included). Returns False if it diverged (recorded
+    beside the seeds)."""
     tic = time.perf_counter()
-    earlier = pipeline.training_seconds(store.checkpoint_dir(config, unit.method, config.seeds))
     prep = pipeline.prepare(config)
     try:
-        scoring.run_method(config, prep, unit.method)
+        records = scoring.run_unit(config, prep, unit.method, started=tic)
     except FloatingPointError as err:
         print(f"{unit.label} diverged: {err}", flush=True)
-        for seed in config.seeds:
-            _diverged(config, unit.method, seed).write_text(str(err))
         return False
-    wall = time.perf_counter() - tic + (earlier or 0.0)
-    for seed in config.seeds:
-        path = _metrics(config, unit.method, seed)
-        record = json.loads(path.read_text())
-        record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
-        store.write_json(path, record)
-    errors = [json.loads(_metrics(config, unit.method, s).read_text())["trajectory_error"]
-              for s in config.seeds]  # fmt: skip
+    errors = [r["trajectory_error"] for r in records]
+    wall = records[0]["unit_seconds"]
     print(f"{unit.label}: trajectory error {sum(errors) / len(errors):.4f} ({wall:.0f} s)",
           flush=True)  # fmt: skip
     return True

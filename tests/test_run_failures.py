@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from experiments import pipeline, run
+from experiments import pipeline, run, scoring, store
 from jaxmeta import systems
 
 FAST = ["--system", "pendulum", "--val-every", "1", "--shots", "2", "--no-progress"]
@@ -130,6 +130,41 @@ def test_a_diverged_method_exits_3_with_the_others_reported(tmp_path, data_cache
     assert "Non-finite training loss at epoch 0" in methods["ro"]["diverged"]
     assert "trajectory_error" in methods["scratch"]
     assert "| ro | diverged |" in (out / "table.md").read_text()
+
+
+def test_a_unit_stamps_its_wall_time_with_the_killed_processes_and_records_a_divergence(
+    tmp_path, data_cache
+):
+    # The bookkeeping the study and experiments.reproduce share (scoring.run_unit).
+    argv = [*FAST, "--methods", "ro", "--epochs", "2", "--seeds", "0,1"]
+    config = run.parse_args([*argv, "--out", str(_out(tmp_path, data_cache))])
+    prep = pipeline.prepare(config)
+
+    def killed_after_the_first_checkpoint(event, epoch):
+        if event == "last":
+            raise Killed
+
+    with pytest.raises(Killed):
+        scoring.run_unit(config, prep, "ro", callback=killed_after_the_first_checkpoint)
+    killed = pipeline.training_seconds(store.checkpoint_dir(config, "ro", config.seeds))
+    assert killed > 0
+    records = scoring.run_unit(config, prep, "ro")
+    for seed, record in zip(config.seeds, records):
+        assert record == store.read_json(store.metrics_path(config, "ro", seed))
+        assert record["unit_seconds_earlier"] == killed < record["unit_seconds"]
+    assert records[0]["unit_seconds"] == records[1]["unit_seconds"]  # one unit, one time
+
+    def diverging(event, epoch):
+        raise FloatingPointError(f"Non-finite training loss at epoch {epoch - 1}, meta-step 0")
+
+    shutil.copytree(data_cache, tmp_path / "diverges" / "data")
+    config = run.parse_args([*argv, "--out", str(tmp_path / "diverges")])
+    with pytest.raises(FloatingPointError, match="Non-finite"):
+        scoring.run_unit(config, pipeline.prepare(config), "ro", callback=diverging)
+    for seed in config.seeds:
+        why = store.diverged_path(config, "ro", seed).read_text()
+        assert why.startswith("Non-finite training loss at epoch")
+        assert not store.metrics_path(config, "ro", seed).exists()
 
 
 def test_bad_devices_are_refused_before_any_data(tmp_path, capsys):
