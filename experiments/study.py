@@ -215,7 +215,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--variants",
         default=None,
-        help=f"trial runs: comma-separated subset of {', '.join(VARIANT_NAMES)}",
+        help=f"comma-separated subset of {', '.join(VARIANT_NAMES)} (default: the stage's "
+        "variants; stage e10000 before e2000 has finished: base)",
     )
     p.add_argument(
         "--methods",
@@ -246,15 +247,37 @@ def main(argv=None) -> int:
         return run.user_error(err)
 
 
+def selected_units(args) -> list[Unit]:
+    """The units the command line selects, in the protocol's order. Stage e10000's non-base
+    units need rule 3's pick from stage e2000: a `ValueError` while it is undecided (the base
+    units alone, ``--variants base``, need nothing from stage e2000)."""
+    from . import study_report
+
+    long_variant = None
+    wants_variant = args.variants is None or set(args.variants) - {BASE.name}
+    if args.stage == "e10000" and wants_variant and not args.tables_only:
+        long_variant = study_report.long_variant(study_report.collect(args.out))
+        if long_variant is None:
+            raise ValueError(
+                "stage e10000 repeats the variant that stage e2000 picks (rule 3 of "
+                f"results/study/PROTOCOL.md), and stage e2000 under {args.out} is not "
+                "finished. Run --stage e2000 first, or --variants base for the base variant."
+            )
+    return [u for u in units(args.stage, args.systems, long_variant)
+            if (args.variants is None or u.variant.name in args.variants)
+            and (args.methods is None or u.method in args.methods)]  # fmt: skip
+
+
 def _study(args) -> int:
     from . import study_report
 
     start = time.perf_counter()
     budget = None if args.time_budget is None else 60 * args.time_budget
-    long_variant = study_report.long_variant(args.out) if args.stage == "e10000" else None
-    todo = [u for u in units(args.stage, args.systems, long_variant)
-            if (args.variants is None or u.variant.name in args.variants)
-            and (args.methods is None or u.method in args.methods)]  # fmt: skip
+    try:
+        todo = selected_units(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return run.EXIT_ERROR
     print(f"jax {jax.__version__} | {jax.devices()} | stage {args.stage}: {len(todo)} unit(s)"
           f" in {args.out}", flush=True)  # fmt: skip
     stopped, diverged = None, False

@@ -86,3 +86,37 @@ def test_a_wall_time_from_before_earlier_processes_counted_is_marked():
     unknown = {"unit_seconds": 90.0, "unit_seconds_earlier": None}  # an old checkpoint resumed
     assert study_report._wall([old]) == study_report._wall([unknown]) == "1.5†"
     assert study_report._wall([new]) == "1.5"
+
+
+def test_rule_three_picks_the_variant_closest_below_the_base_once_stage_e2000_is_complete():
+    found = {}
+    # Relative to base (0.2), over six systems and both carriers: contract 0.5, reg-weak
+    # 1.5 on five systems and 0.1 on the sixth (mean 1.267), the others 1.0.
+    for i, system in enumerate(study.SYSTEMS):
+        for c in study.CARRIERS:
+            _fake(found, "e2000", system, "base", c, 0.3, 0.2)
+            for variant in study.VARIANT_NAMES[1:]:
+                ratio = {"contract": 0.5, "reg-weak": 1.5 if i else 0.1}.get(variant, 1.0)
+                _fake(found, "e2000", system, variant, c, 0.3, 0.2 * ratio)
+    scores = study_report.variant_ratios(found)
+    assert abs(scores["contract"] - 0.5) < 1e-12 and abs(scores["persistent"] - 1.0) < 1e-12
+    assert abs(scores["reg-weak"] - (5 * 1.5 + 0.1) / 6) < 1e-12
+    assert study_report.long_variant(found) == "contract"
+    # One carrier of one variant on one system missing: undecided, and named so.
+    del found["e2000", study.SYSTEMS[-1], "reg-mid", study.CARRIERS[0]]
+    assert study_report.variant_ratios(found)["reg-mid"] is None
+    assert study_report.long_variant(found) is None
+    assert "Picked: undecided" in "\n".join(study_report._rule_three(found))
+
+
+def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    assert study.main(["--stage", "e10000", *out]) == study.run.EXIT_ERROR
+    assert "--stage e2000 first, or --variants base" in capsys.readouterr().err
+    args = study.parse_args(["--stage", "e10000", "--variants", "base", *out])
+    todo = study.selected_units(args)
+    assert {(u.system, u.variant.name) for u in todo} == {
+        (s, "base") for s in study.LONG_SYSTEMS
+    } and len(todo) == len(study.LONG_SYSTEMS) * len(study.METHODS)
+    # The tables need no pick: they show what has finished.
+    assert study.main(["--stage", "e10000", "--tables-only", *out]) == 0
