@@ -145,7 +145,10 @@ def variant_ratios(found: dict) -> dict[str, float | None]:
 def long_variant(found: dict) -> str | None:
     """The variant stage e10000 repeats (rule 3 of the protocol): the non-base variant with
     the lowest `variant_ratios` score. None (undecided) until every score is known."""
-    scores = variant_ratios(found)
+    return _pick(variant_ratios(found))
+
+
+def _pick(scores: dict[str, float | None]) -> str | None:
     if any(v is None for v in scores.values()):
         return None
     return min(scores, key=scores.get)
@@ -153,7 +156,7 @@ def long_variant(found: dict) -> str | None:
 
 def _rule_three(found: dict) -> list[str]:
     scores = variant_ratios(found)
-    pick = long_variant(found)
+    pick = _pick(scores)
     lines = ["### Rule 3: the variant stage e10000 repeats\n",
              "Mean over the six systems and both carriers of the converged trajectory error "
              "relative to the base variant's, at stage e2000:\n",
