@@ -298,12 +298,17 @@ def _study(args) -> int:
                 diverged |= not run_unit(unit, config)
     text = study_report.write_tables(args.out)
     print(text)
+    left = [u for u in todo if not finished(configs[u], u.method)]
     if stopped:
         unit, guess = stopped
-        left = sum(not finished(configs[u], u.method) for u in todo)
         print(f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min: next "
-              f"{unit.label} (~{guess / 60:.0f} min) would not fit; {left} unit(s) of stage "
-              f"{args.stage} left. Run the same command again to continue.", flush=True)  # fmt: skip
+              f"{unit.label} (~{guess / 60:.0f} min) would not fit. Run the same command "
+              "again to continue.", flush=True)  # fmt: skip
+    if left:
+        hours = sum(estimate(u, args.out) * configs[u].epochs / STAGES[u.stage] for u in left)
+        print(f"{len(left)} unit(s) of stage {args.stage} left: about {hours / 3600:.1f} h of "
+              "one process (each unit's estimate: the longest finished unit of its system and "
+              "method, scaled to its epochs, else the protocol's projection).", flush=True)  # fmt: skip
     return run.EXIT_DIVERGED if diverged else 0
 
 

@@ -118,5 +118,10 @@ def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(tmp_path,
     assert {(u.system, u.variant.name) for u in todo} == {
         (s, "base") for s in study.LONG_SYSTEMS
     } and len(todo) == len(study.LONG_SYSTEMS) * len(study.METHODS)
-    # The tables need no pick: they show what has finished.
+    # The tables need no pick: they show what has finished, and what is left, estimated from
+    # the protocol's projection while no unit of a (system, method) has finished.
+    capsys.readouterr()
     assert study.main(["--stage", "e10000", "--tables-only", *out]) == 0
+    hours = sum(study.PROJECTION[u.system].get(u.method, 0.0) * 10_000 for u in todo) / 3600
+    assert (f"{len(todo)} unit(s) of stage e10000 left: about {hours:.1f} h of one process"
+            in capsys.readouterr().out)  # fmt: skip
