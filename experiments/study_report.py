@@ -119,6 +119,8 @@ def choice_verdicts(found: dict, stage: str) -> list[str]:
             word = f"undecided ({unknown} system(s) missing)"
         else:
             word = "holds" if holds else "does not hold"
+            if unknown:
+                word += f" ({unknown} system(s) missing cannot change it)"
         if holds and base is False:
             word += "; flips it"
         where = ", ".join(s for s, v in row.items() if v) or "none"

@@ -54,6 +54,15 @@ def test_rule_two_needs_both_carriers_on_five_systems():
         "| holds; flips it |"
     )
     assert "undecided" in rows["| paper", "persistent"]
+    # Decided before every system has run, when the missing ones cannot change it: said so.
+    for system in study.SYSTEMS[:2]:
+        for c in ("ro", "fw"):
+            _fake(found, "e2000", system, "persistent", c, 0.25, 0.1)
+    rows = {tuple(r.split(" | ")[:2]): r for r in study_report.choice_verdicts(found, "e2000")}
+    assert rows["| paper", "persistent"].endswith(
+        "| 0 of 6: none | does not hold (4 system(s) missing cannot change it) |"
+    )
+    assert rows["| converged", "persistent"].endswith("| undecided (4 system(s) missing) |")
 
 
 def test_beside_the_rules_the_baseline_keeps_its_better_protocol():
