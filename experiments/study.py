@@ -143,17 +143,16 @@ def finished(config: RunConfig, method: str) -> bool:
     return all(any(p(config, method, s).exists() for p in paths) for s in config.seeds)
 
 
-def estimate(unit: Unit, out: Path) -> float:
-    """Seconds the unit should take: the longest finished unit of its system and method (any
-    variant or stage, scaled to its epochs), else the protocol's `PROJECTION`."""
+def estimate(unit: Unit, out: Path, epochs: int) -> float:
+    """Seconds the unit should take at ``epochs``: the longest finished unit of its system and
+    method (any variant or stage, scaled to ``epochs``), else the protocol's `PROJECTION`."""
     seen = []
-    for path in (out).glob(f"*/{unit.system}/*/{unit.method}/seed0/metrics.json"):
+    for path in out.glob(f"*/{unit.system}/*/{unit.method}/seed0/metrics.json"):
         record = json.loads(path.read_text())
-        epochs = record["config"]["epochs"]
-        seen.append(record.get("unit_seconds", 0.0) * STAGES[unit.stage] / epochs)
+        seen.append(record.get("unit_seconds", 0.0) * epochs / record["config"]["epochs"])
     if seen:
         return max(seen)
-    return PROJECTION[unit.system].get(unit.method, 0.0) * STAGES[unit.stage]
+    return PROJECTION[unit.system].get(unit.method, 0.0) * epochs
 
 
 @contextlib.contextmanager
@@ -288,7 +287,7 @@ def _study(args) -> int:
         store.check(config, unit.method)
         if finished(config, unit.method):
             continue
-        guess = estimate(unit, args.out) * (config.epochs / STAGES[unit.stage])
+        guess = estimate(unit, args.out, config.epochs)
         left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
         if left is not None and guess > left:
             stopped = (unit, guess)
@@ -305,7 +304,7 @@ def _study(args) -> int:
               f"{unit.label} (~{guess / 60:.0f} min) would not fit. Run the same command "
               "again to continue.", flush=True)  # fmt: skip
     if left:
-        hours = sum(estimate(u, args.out) * configs[u].epochs / STAGES[u.stage] for u in left)
+        hours = sum(estimate(u, args.out, configs[u].epochs) for u in left)
         print(f"{len(left)} unit(s) of stage {args.stage} left: about {hours / 3600:.1f} h of "
               "one process (each unit's estimate: the longest finished unit of its system and "
               "method, scaled to its epochs, else the protocol's projection).", flush=True)  # fmt: skip
