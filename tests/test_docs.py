@@ -6,7 +6,8 @@
 - every public name of jaxmeta and its subpackages has an entry in the API reference, and the
   API pages are what ``scripts/gen_api_pages.py`` writes;
 - every results directive (``<!-- gen:... -->``) names files that exist, and every figure
-  under ``results/`` is at most 200 KB;
+  under ``results/`` is at most 200 KB; every three-decimal figure the study's page quotes
+  is one of the study's generated tables;
 - README stays short (at most 150 lines, like Equinox's and Diffrax's) and keeps its set-up
   commands, examples, citations and licence; every file it shows or links exists, and its one
   generated teaser table is current (its examples run in ``tests/test_readme.py``).
@@ -185,6 +186,26 @@ def test_included_files_keep_the_page_outline():
     text = "# A\n\n### B\n\n[x](y.md) [w](https://w.org)"
     assert gen.include(text) == "**A**\n\n**B**\n\nx [w](https://w.org)"
     assert gen.demote(text, 3) == "### A\n\n##### B\n\nx [w](https://w.org)"
+
+
+_THREE_DECIMALS = re.compile(r"(?<![\d.])\d\.\d{3}(?!\d)")
+_NUMBER = re.compile(r"\d+\.\d+")
+
+
+def _not_in_tables(prose: str, tables: str) -> list[str]:
+    """Three-decimal figures of ``prose`` that no number of ``tables`` rounds to."""
+    known = {round(float(x), d) for x in _NUMBER.findall(tables) for d in (1, 2, 3)}
+    return [x for x in _THREE_DECIMALS.findall(prose) if round(float(x), 3) not in known]
+
+
+def test_study_page_quotes_its_tables():
+    # The study's prose quotes trajectory errors and latent statistics by hand; each must be
+    # a figure of the tables that `python -m experiments.study --tables-only` wrote.
+    assert _not_in_tables("RO 0.218 -> 0.141 (0.0627)", "| 0.218 | 0.1412 | 0.063 |") == []
+    assert _not_in_tables("RO 0.218 -> 0.142", "| 0.218 | 0.1412 |") == ["0.142"]
+    prose = (DOCS / "results" / "study.md").read_text()
+    tables = (ROOT / "results" / "study" / "tables.md").read_text()
+    assert not _not_in_tables(prose, tables), _not_in_tables(prose, tables)
 
 
 # ---------------------------------------------------------------------------- README
