@@ -80,16 +80,25 @@ def stage_systems(stage: str) -> tuple[str, ...]:
     return SYSTEMS if stage == "e2000" else LONG_SYSTEMS
 
 
+def stage_variants(found: dict, stage: str) -> tuple[str, ...]:
+    """The variants ``stage`` trains: every one at e2000; at e10000 the base variant and
+    rule 3's pick, once stage e2000 has decided it."""
+    if stage == "e2000":
+        return tuple(v.name for v in VARIANTS)
+    pick = long_variant(found)
+    return (BASE.name,) if pick is None else (BASE.name, pick)
+
+
 def choices(found: dict, stage: str) -> dict:
     """``{(protocol, variant): {system: bool | None}}``: where both carriers beat the best
-    optimisation-based method under each choice (rule 2 of the protocol)."""
+    optimisation-based method under each choice of the stage (rule 2 of the protocol)."""
     return {
-        (protocol, variant.name): {
-            system: carriers_beat(errors(found, stage, system, protocol), variant.name)
+        (protocol, variant): {
+            system: carriers_beat(errors(found, stage, system, protocol), variant)
             for system in stage_systems(stage)
         }
         for protocol in PROTOCOLS
-        for variant in VARIANTS
+        for variant in stage_variants(found, stage)
     }
 
 
@@ -275,7 +284,9 @@ def protocol_figure(found: dict, stage: str, path: Path) -> list[str]:
     systems = [s for s in stage_systems(stage) if any(k[:3] == (stage, s, "base") for k in found)]
     if not systems:
         return []
-    fig, axes = plt.subplots(1, len(systems), figsize=(2.6 * len(systems), 2.9), squeeze=False)
+    # Wide enough for the title however few systems have finished.
+    width = max(2.6 * len(systems), 4.8)
+    fig, axes = plt.subplots(1, len(systems), figsize=(width, 3.1), squeeze=False)
     for ax, system in zip(axes[0], systems):
         errs = {p: errors(found, stage, system, p) for p in PROTOCOLS}
         for x, method in enumerate(METHODS):
@@ -293,7 +304,7 @@ def protocol_figure(found: dict, stage: str, path: Path) -> list[str]:
         ax.set_xticks(range(len(METHODS)), list(METHODS), rotation=90, fontsize=8)
         ax.set_title(system, fontsize=9)
     axes[0][0].set_ylabel("trajectory error (mean of 3 seeds)")
-    fig.suptitle(f"Stage {stage}, base variant: paper protocol (open), converged (filled); "
+    fig.suptitle(f"Stage {stage}, base variant\npaper protocol (open), converged (filled); "
                  "modulations in blue",
                  fontsize=9)  # fmt: skip
     fig.tight_layout()

@@ -111,11 +111,15 @@ def test_rule_three_picks_the_variant_closest_below_the_base_once_stage_e2000_is
     assert abs(scores["contract"] - 0.5) < 1e-12 and abs(scores["persistent"] - 1.0) < 1e-12
     assert abs(scores["reg-weak"] - (5 * 1.5 + 0.1) / 6) < 1e-12
     assert study_report.long_variant(found) == "contract"
+    # Stage e10000's rule 2 judges only what that stage trains: the base variant and the pick.
+    rule_two = lambda: {r.split(" | ")[1] for r in study_report.choice_verdicts(found, "e10000")}
+    assert rule_two() == {"base", "contract"}
     # One carrier of one variant on one system missing: undecided, and named so.
     del found["e2000", study.SYSTEMS[-1], "reg-mid", study.CARRIERS[0]]
     assert study_report.variant_ratios(found)["reg-mid"] is None
     assert study_report.long_variant(found) is None
     assert "Picked: undecided" in "\n".join(study_report._rule_three(found))
+    assert rule_two() == {"base"}
 
 
 def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(tmp_path, capsys):
