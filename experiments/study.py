@@ -111,17 +111,24 @@ class Unit:
         return f"{self.stage}/{self.system}/{self.variant.name}/{self.method}"
 
 
+def stage_systems(stage: str) -> tuple[str, ...]:
+    """The systems ``stage`` trains: all six at e2000, pendulum and DNO at e10000."""
+    return SYSTEMS if stage == "e2000" else LONG_SYSTEMS
+
+
+def stage_variants(stage: str, long_variant: str | None = None) -> tuple[Variant, ...]:
+    """The variants ``stage`` trains, base first: every one at e2000; at e10000 the base and
+    ``long_variant``, rule 3's pick (None while undecided)."""
+    return tuple(v for v in VARIANTS if stage == "e2000" or v is BASE or v.name == long_variant)
+
+
 def units(stage: str, system_names, long_variant: str | None = None) -> list[Unit]:
     """The protocol's units of ``stage`` in its order: every method of the base variant on
-    every system (``e10000``: pendulum and DNO), then each other variant (``e10000``: only
-    ``long_variant``) for the carriers on every system."""
-    names = [s for s in SYSTEMS if s in system_names]
-    if stage == "e10000":
-        names = [s for s in names if s in LONG_SYSTEMS]
+    every system of the stage, then each other variant of the stage for the carriers."""
+    names = [s for s in stage_systems(stage) if s in system_names]
     out = [Unit(stage, system, BASE, m) for system in names for m in METHODS]
-    for v in VARIANTS[1:]:
-        if stage == "e2000" or v.name == long_variant:
-            out += [Unit(stage, system, v, m) for system in names for m in CARRIERS]
+    for v in stage_variants(stage, long_variant)[1:]:
+        out += [Unit(stage, system, v, m) for system in names for m in CARRIERS]
     return out
 
 

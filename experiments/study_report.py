@@ -8,7 +8,19 @@ import numpy as np
 
 from .registry import METHODS, MODULATIONS
 from .report import verdict_lines
-from .study import BASE, CARRIERS, LONG_SYSTEMS, SEEDS, STAGES, SYSTEMS, VARIANTS, Variant, units
+from .study import (
+    BASE,
+    CARRIERS,
+    LONG_SYSTEMS,
+    SEEDS,
+    STAGES,
+    SYSTEMS,
+    VARIANTS,
+    Variant,
+    stage_systems,
+    stage_variants,
+    units,
+)
 from .verdict import OPTIMISATION
 
 PROTOCOLS = ("paper", "converged")
@@ -76,29 +88,16 @@ def carriers_beat(errs: dict, variant: str) -> bool | None:
     return all(errs[variant, c] < best for c in CARRIERS)
 
 
-def stage_systems(stage: str) -> tuple[str, ...]:
-    return SYSTEMS if stage == "e2000" else LONG_SYSTEMS
-
-
-def stage_variants(found: dict, stage: str) -> tuple[str, ...]:
-    """The variants ``stage`` trains: every one at e2000; at e10000 the base variant and
-    rule 3's pick, once stage e2000 has decided it."""
-    if stage == "e2000":
-        return tuple(v.name for v in VARIANTS)
-    pick = long_variant(found)
-    return (BASE.name,) if pick is None else (BASE.name, pick)
-
-
 def choices(found: dict, stage: str) -> dict:
     """``{(protocol, variant): {system: bool | None}}``: where both carriers beat the best
     optimisation-based method under each choice of the stage (rule 2 of the protocol)."""
     return {
-        (protocol, variant): {
-            system: carriers_beat(errors(found, stage, system, protocol), variant)
+        (protocol, variant.name): {
+            system: carriers_beat(errors(found, stage, system, protocol), variant.name)
             for system in stage_systems(stage)
         }
         for protocol in PROTOCOLS
-        for variant in stage_variants(found, stage)
+        for variant in stage_variants(stage, long_variant(found))
     }
 
 
