@@ -1,8 +1,11 @@
 """Scoring trained states like the paper (and beyond it), and the loop that trains, scores or
 re-scores every seed of a method: `run_method`."""
 
+import platform
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -169,13 +172,33 @@ def run_method(config: RunConfig, prep: Prepared, name: str, *,
     return [records[s] for s in config.seeds]
 
 
+def machine() -> dict:
+    """The machine this process computes on, as a unit's record keeps it: JAX's version, its
+    backend and device kind, the CPU's model and (on Linux) its vector instruction sets. XLA
+    compiles for the host CPU, so float32 results can differ in the last bit between CPUs."""
+    cpu, features = platform.processor() or platform.machine(), []
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        text = info.read_text()
+        model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
+        cpu = model.group(1).strip() if model else cpu
+        if flags:
+            vector = re.compile(r"(avx|amx|fma|sse4|asimd|sve)")
+            features = sorted({f for f in flags.group(1).split() if vector.match(f)})
+    device = jax.devices()[0].device_kind
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "device": device,
+            "cpu": cpu, "cpu_features": features}  # fmt: skip
+
+
 def run_unit(config: RunConfig, prep: Prepared, name: str, *, started: float | None = None,
              callback: Callable | None = None) -> list[dict]:  # fmt: skip
     """`run_method` for ``config.seeds`` as one unit, its wall time stamped into each seed's
     ``metrics.json``: ``unit_seconds`` is this process's since ``started`` (a
     `time.perf_counter` reading; default: this call) plus the training seconds of the
     processes that ran the unit before, ``unit_seconds_earlier`` (None when unknown:
-    `pipeline.training_seconds`). A divergence is written beside each seed
+    `pipeline.training_seconds`), and ``machine``, the machine of this process, the last to
+    train or score the unit (`machine`). A divergence is written beside each seed
     (`store.diverged_path`) and raised again. Returns the seeds' records as stored."""
     tic = time.perf_counter() if started is None else started
     earlier = training_seconds(store.checkpoint_dir(config, name, config.seeds))
@@ -186,11 +209,12 @@ def run_unit(config: RunConfig, prep: Prepared, name: str, *, started: float | N
             store.write_text(store.diverged_path(config, name, seed), str(err))
         raise
     wall = time.perf_counter() - tic + (earlier or 0.0)
-    records = []
+    records, here = [], machine()
     for seed in config.seeds:
         path = store.metrics_path(config, name, seed)
         record = store.read_json(path)
         record["unit_seconds"], record["unit_seconds_earlier"] = wall, earlier
+        record["machine"] = here
         store.write_json(path, record)
         records.append(record)
     return records

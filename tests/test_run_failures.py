@@ -5,6 +5,7 @@ a one-line error, a diverged method exits 3, and bad flags are refused before an
 import json
 import shutil
 
+import jax
 import pytest
 
 from experiments import pipeline, run, scoring, store
@@ -153,6 +154,9 @@ def test_a_unit_stamps_its_wall_time_with_the_killed_processes_and_records_a_div
         assert record == store.read_json(store.metrics_path(config, "ro", seed))
         assert record["unit_seconds_earlier"] == killed < record["unit_seconds"]
     assert records[0]["unit_seconds"] == records[1]["unit_seconds"]  # one unit, one time
+    # ...and the machine it ran on, as this process sees it.
+    assert records[0]["machine"] == records[1]["machine"] == scoring.machine()
+    assert records[0]["machine"]["jax"] == jax.__version__
 
     def diverging(event, epoch):
         raise FloatingPointError(f"Non-finite training loss at epoch {epoch - 1}, meta-step 0")
