@@ -256,14 +256,15 @@ def main(argv=None) -> int:
 def selected_units(args) -> list[Unit]:
     """The units the command line selects, in the protocol's order. Stage e10000's non-base
     units need rule 3's pick from stage e2000: a `ValueError` while it is undecided (the base
-    units alone, ``--variants base``, need nothing from stage e2000)."""
+    units alone, ``--variants base``, need nothing from stage e2000; ``--tables-only`` lists
+    them without the pick while it is undecided)."""
     from . import study_report
 
     long_variant = None
     wants_variant = args.variants is None or set(args.variants) - {BASE.name}
-    if args.stage == "e10000" and wants_variant and not args.tables_only:
+    if args.stage == "e10000" and wants_variant:
         long_variant = study_report.long_variant(study_report.collect(args.out))
-        if long_variant is None:
+        if long_variant is None and not args.tables_only:
             raise ValueError(
                 "stage e10000 repeats the variant that stage e2000 picks (rule 3 of "
                 f"results/study/PROTOCOL.md), and stage e2000 under {args.out} is not "

@@ -122,7 +122,9 @@ def test_rule_three_picks_the_variant_closest_below_the_base_once_stage_e2000_is
     assert rule_two() == {"base"}
 
 
-def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(tmp_path, capsys):
+def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(
+    tmp_path, capsys, monkeypatch
+):
     out = ["--out", str(tmp_path)]
     assert study.main(["--stage", "e10000", *out]) == study.run.EXIT_ERROR
     assert "--stage e2000 first, or --variants base" in capsys.readouterr().err
@@ -138,3 +140,10 @@ def test_stage_e10000_waits_for_rule_three_except_for_the_base_variant(tmp_path,
     hours = sum(study.PROJECTION[u.system].get(u.method, 0.0) * 10_000 for u in todo) / 3600
     assert (f"{len(todo)} unit(s) of stage e10000 left: about {hours:.1f} h of one process"
             in capsys.readouterr().out)  # fmt: skip
+    # Once rule 3 has picked, the units left include the pick's, with --tables-only too.
+    monkeypatch.setattr(study_report, "long_variant", lambda found: "persistent")
+    for flags in ([], ["--tables-only"]):
+        todo = study.selected_units(study.parse_args(["--stage", "e10000", *flags, *out]))
+        picked = [u for u in todo if u.variant.name == "persistent"]
+        assert len(todo) == len(study.LONG_SYSTEMS) * (len(study.METHODS) + len(study.CARRIERS))
+        assert {u.method for u in picked} == set(study.CARRIERS)
