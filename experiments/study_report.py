@@ -301,6 +301,7 @@ def protocol_figure(found: dict, stage: str, path: Path) -> list[str]:
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(range(len(METHODS)), list(METHODS), rotation=90, fontsize=8)
+        ax.set_xlim(-0.6, len(METHODS) - 0.4)  # every method's slot, however few have finished
         ax.set_title(system, fontsize=9)
     axes[0][0].set_ylabel("trajectory error (mean of 3 seeds)")
     fig.suptitle(f"Stage {stage}, base variant\npaper protocol (open), converged (filled); "
