@@ -14,9 +14,12 @@ with its seeds as one vmapped program, is an ``experiments.run`` directory
 
 With ``--time-budget MINUTES`` a unit starts only if its estimate (the longest finished unit
 of the same system and method, scaled to the stage's epochs, else the protocol's measured
-projection, ``projection.json``) still fits; then the run stops cleanly and the same command
-continues. Units run in the protocol's order. Several processes may run the same command at
-once (one per core): each unit is claimed with a lock file, so each is run by one of them.
+projection; less what its checkpoint has already trained) still fits; then the run stops
+cleanly and the same command continues. A call's first unit always starts: if it would not
+fit, it trains until its next checkpoint would pass the budget and stops there, so a unit
+longer than any one call (DNO's MAML at 10,000 epochs) advances call by call. Units run in
+the protocol's order. Several processes may run the same command at once (one per core):
+each unit is claimed with a lock file, so each is run by one of them.
 ``tables.md`` under ``--out``: every unit finished so far, both protocols, the latent
 statistics, and the verdicts the protocol's rules compute; ``<stage>-protocols.png`` beside
 it: each method's error under both protocols (base variant). Exit status: 0; 2 for a bad flag
@@ -162,6 +165,45 @@ def estimate(unit: Unit, out: Path, epochs: int) -> float:
     return PROJECTION[unit.system].get(unit.method, 0.0) * epochs
 
 
+def trained_epochs(config: RunConfig, method: str) -> int:
+    """The epoch of the unit's ``last`` checkpoint (0: none yet, or unreadable)."""
+    last = store.checkpoint_dir(config, method, config.seeds) / "last.json"
+    try:
+        return int(json.loads(last.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def remaining(unit: Unit, config: RunConfig, out: Path) -> float:
+    """Seconds the unit still needs: its `estimate`, less the share of the epochs its
+    checkpoint has already trained (a unit resumed across calls or sessions)."""
+    done = min(trained_epochs(config, unit.method), config.epochs)
+    return estimate(unit, out, config.epochs) * (1 - done / config.epochs)
+
+
+class OutOfTime(Exception):
+    """Training stopped at a saved checkpoint (its epoch: ``args[0]``) for the time budget."""
+
+
+def deadline_callback(deadline: float, epochs: int, clock=time.perf_counter):
+    """A `jaxmeta.meta.fit` callback that stops training at a saved ``last`` checkpoint when
+    the next one, as far apart as the last two (the first: since this call), would end after
+    ``deadline`` (a ``clock`` reading). It raises `OutOfTime` with the checkpoint's epoch, and
+    the same command resumes from it. At ``epochs`` training is over and nothing is raised."""
+    previous = clock()
+
+    def callback(event: str, epoch: int) -> None:
+        nonlocal previous
+        if event != "last" or epoch >= epochs:
+            return
+        now = clock()
+        if now + (now - previous) > deadline:
+            raise OutOfTime(epoch)
+        previous = now
+
+    return callback
+
+
 @contextlib.contextmanager
 def claimed(config: RunConfig, method: str):
     """Hold the unit's lock (`store.hold` on its method directory) while it runs; yields
@@ -175,14 +217,14 @@ def claimed(config: RunConfig, method: str):
     yield False
 
 
-def run_unit(unit: Unit, config: RunConfig) -> bool:
+def run_unit(unit: Unit, config: RunConfig, callback=None) -> bool:
     """Train and score one unit, its wall time in each seed's ``metrics.json``
-    (`scoring.run_unit`: data preparation included). Returns False if it diverged (recorded
-    beside the seeds)."""
+    (`scoring.run_unit`: data preparation included; ``callback`` goes to `jaxmeta.meta.fit`).
+    Returns False if it diverged (recorded beside the seeds)."""
     tic = time.perf_counter()
     prep = pipeline.prepare(config)
     try:
-        records = scoring.run_unit(config, prep, unit.method, started=tic)
+        records = scoring.run_unit(config, prep, unit.method, started=tic, callback=callback)
     except FloatingPointError as err:
         print(f"{unit.label} diverged: {err}", flush=True)
         return False
@@ -210,7 +252,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="MINUTES",
-        help="stop cleanly before a unit that would not fit",
+        help="stop cleanly before a unit that would not fit (a call's first unit: at its last "
+        "checkpoint within the budget)",
     )
     p.add_argument(
         "--tables-only",
@@ -287,7 +330,7 @@ def _study(args) -> int:
         return run.EXIT_ERROR
     print(f"jax {jax.__version__} | {jax.devices()} | stage {args.stage}: {len(todo)} unit(s)"
           f" in {args.out}", flush=True)  # fmt: skip
-    stopped, diverged = None, False
+    stopped, paused, ran, diverged = None, None, False, False
     configs = {u: unit_config(u, args.out, progress=not args.no_progress, epochs=args.epochs)
                for u in todo}  # fmt: skip
     for unit in [] if args.tables_only else todo:
@@ -295,27 +338,42 @@ def _study(args) -> int:
         store.check(config, unit.method)
         if finished(config, unit.method):
             continue
-        guess = estimate(unit, args.out, config.epochs)
+        guess = remaining(unit, config, args.out)
         left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
-        if left is not None and guess > left:
+        # A unit that would not fit waits for the next call, unless it is this call's first:
+        # then it trains until its checkpoints would pass the budget (`deadline_callback`),
+        # so a unit longer than any one call still advances, call by call.
+        if left is not None and guess > left and ran:
             stopped = (unit, guess)
             break
+        deadline = None if budget is None else start + budget - RESERVE
+        callback = None if deadline is None else deadline_callback(deadline, config.epochs)
         with claimed(config, unit.method) as mine:
             if mine and not finished(config, unit.method):
-                diverged |= not run_unit(unit, config)
+                ran = True
+                try:
+                    diverged |= not run_unit(unit, config, callback)
+                except OutOfTime as err:
+                    paused = (unit, err.args[0], config.epochs)
+                    break
     text = study_report.write_tables(args.out)
     print(text)
     left = [u for u in todo if not finished(configs[u], u.method)]
+    spent = f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min"
+    if paused:
+        unit, epoch, epochs = paused
+        print(f"{spent}: {unit.label} stopped at its checkpoint of epoch {epoch} of {epochs}. "
+              "Run the same command again to continue from it.", flush=True)  # fmt: skip
     if stopped:
         unit, guess = stopped
-        print(f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min: next "
-              f"{unit.label} (~{guess / 60:.0f} min) would not fit. Run the same command "
-              "again to continue.", flush=True)  # fmt: skip
+        print(f"{spent}: next {unit.label} (~{guess / 60:.0f} min) would not fit. Run the same "
+              "command again to continue.", flush=True)  # fmt: skip
     if left:
-        hours = sum(estimate(u, args.out, configs[u].epochs) for u in left)
+        hours = sum(remaining(u, configs[u], args.out) for u in left)
         print(f"{len(left)} unit(s) of stage {args.stage} left: about {hours / 3600:.1f} h of "
               "one process (each unit's estimate: the longest finished unit of its system and "
-              "method, scaled to its epochs, else the protocol's projection).", flush=True)  # fmt: skip
+              "method, scaled to its epochs, else the protocol's projection; less what its "
+              "checkpoint has trained).", flush=True)  # fmt: skip
     return run.EXIT_DIVERGED if diverged else 0
 
 

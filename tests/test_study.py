@@ -2,7 +2,9 @@
 
 import json
 
-from experiments import study, study_report
+import pytest
+
+from experiments import store, study, study_report
 
 
 def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys):
@@ -31,6 +33,66 @@ def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys):
     # Again: everything is finished, nothing runs.
     assert study.main(argv) == 0
     assert "trajectory error" not in capsys.readouterr().out.split("# The study")[0]
+
+
+def test_the_deadline_stops_at_the_last_checkpoint_that_fits():
+    clock = iter([0.0, 10.0, 25.0, 33.0]).__next__  # the readings, in order; no more
+    callback = study.deadline_callback(40.0, epochs=5, clock=clock)  # reads 0.0
+    callback("best", 1)  # only a saved `last` checkpoint counts: no reading
+    callback("chunk", 1)
+    callback("last", 1)  # 10.0: the next at about 20.0 fits
+    callback("last", 2)  # 25.0: the next at about 40.0 fits (at the deadline, not after)
+    with pytest.raises(study.OutOfTime) as stop:
+        callback("last", 3)  # 33.0: the next at about 41.0 would not
+    assert stop.value.args == (3,)
+    callback("last", 5)  # training is over: nothing raised, the clock not read
+
+
+def test_a_budget_stops_a_unit_at_a_checkpoint_or_before_a_unit_that_would_not_fit(
+    tmp_path, capsys, monkeypatch
+):
+    # Training is faked (the callback's stop propagating through a real training, and the
+    # resume from its checkpoint, are tested in test_run_failures): the budget's bookkeeping.
+    argv = ["--systems", "pendulum", "--variants", "persistent", "--methods", "ro,fw",
+            "--epochs", "100", "--out", str(tmp_path / "study"), "--no-progress",
+            "--time-budget", "0.001"]  # fmt: skip
+    ro = study.Unit("e2000", "pendulum", study.VARIANTS[1], "ro")
+    aside = tmp_path / "aside"  # the estimate of a unit half trained
+    config = study.unit_config(ro, aside, progress=False, epochs=100)
+    whole = study.PROJECTION["pendulum"]["ro"] * 100  # no unit of its kind has finished
+    assert study.trained_epochs(config, "ro") == 0
+    assert study.remaining(ro, config, aside) == whole
+    last = store.checkpoint_dir(config, "ro", config.seeds) / "last.json"
+    last.parent.mkdir(parents=True)
+    last.write_text(json.dumps({"epoch": 50}))  # what a checkpoint's header holds
+    assert study.trained_epochs(config, "ro") == 50
+    assert study.remaining(ro, config, aside) == whole / 2
+    ran = []
+
+    def at_the_first_checkpoint(unit, config, callback):
+        ran.append(unit)
+        callback("last", 50)  # the budget (0.06 s) is spent: it raises
+        raise AssertionError("not stopped")
+
+    # Nothing fits in 0.06 s, but a call's first unit starts; no other does.
+    monkeypatch.setattr(study, "run_unit", at_the_first_checkpoint)
+    assert study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ran == [ro]
+    assert "e2000/pendulum/persistent/ro stopped at its checkpoint of epoch 50 of 100" in out
+    assert "2 unit(s) of stage e2000 left" in out
+
+    # Its lock is released: the next call claims it again. Once one unit has run, the next
+    # waits for the next call.
+    def finishes(unit, config, callback):
+        ran.append(unit)
+        return True  # not diverged
+
+    monkeypatch.setattr(study, "run_unit", finishes)
+    assert study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ran == [ro, ro]
+    assert "next e2000/pendulum/persistent/fw (~" in out and "would not fit" in out
 
 
 def _fake(found, stage, system, variant, method, paper, converged):
