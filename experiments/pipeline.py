@@ -267,13 +267,21 @@ def _timed(checkpoints: Path, callback: Callable | None):
     return timed, record
 
 
+def checkpoint_epoch(checkpoints: Path) -> int:
+    """The epoch of the ``last`` checkpoint in ``checkpoints``: 0 if there is none to resume
+    (or it is unreadable: `meta.fit` refuses it, naming it)."""
+    try:
+        return int(json.loads((checkpoints / "last.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def _announce(name: str, seeds, checkpoints: Path, epochs: int) -> int:
     """Say whether training ``seeds`` resumes (or extends) a checkpoint, or only loads a
     finished one; returns the checkpoint's epoch (0: none)."""
-    try:
-        epoch = json.loads((checkpoints / "last.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0  # nothing to resume (or unreadable: `fit` refuses it, naming it)
+    epoch = checkpoint_epoch(checkpoints)
+    if not epoch:
+        return 0
     which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     if epoch >= epochs:
         say(f"{name:8s} loading the finished training of {which} from {checkpoints}")

@@ -165,19 +165,11 @@ def estimate(unit: Unit, out: Path, epochs: int) -> float:
     return PROJECTION[unit.system].get(unit.method, 0.0) * epochs
 
 
-def trained_epochs(config: RunConfig, method: str) -> int:
-    """The epoch of the unit's ``last`` checkpoint (0: none yet, or unreadable)."""
-    last = store.checkpoint_dir(config, method, config.seeds) / "last.json"
-    try:
-        return int(json.loads(last.read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
 def remaining(unit: Unit, config: RunConfig, out: Path) -> float:
     """Seconds the unit still needs: its `estimate`, less the share of the epochs its
     checkpoint has already trained (a unit resumed across calls or sessions)."""
-    done = min(trained_epochs(config, unit.method), config.epochs)
+    checkpoints = store.checkpoint_dir(config, unit.method, config.seeds)
+    done = min(pipeline.checkpoint_epoch(checkpoints), config.epochs)
     return estimate(unit, out, config.epochs) * (1 - done / config.epochs)
 
 
@@ -322,7 +314,8 @@ def _study(args) -> int:
     from . import study_report
 
     start = time.perf_counter()
-    budget = None if args.time_budget is None else 60 * args.time_budget
+    # When training must end (a perf_counter reading): RESERVE seconds before the budget does.
+    deadline = None if args.time_budget is None else start + 60 * args.time_budget - RESERVE
     try:
         todo = selected_units(args)
     except ValueError as err:
@@ -339,14 +332,13 @@ def _study(args) -> int:
         if finished(config, unit.method):
             continue
         guess = remaining(unit, config, args.out)
-        left = None if budget is None else budget - RESERVE - (time.perf_counter() - start)
+        left = None if deadline is None else deadline - time.perf_counter()
         # A unit that would not fit waits for the next call, unless it is this call's first:
         # then it trains until its checkpoints would pass the budget (`deadline_callback`),
         # so a unit longer than any one call still advances, call by call.
         if left is not None and guess > left and ran:
             stopped = (unit, guess)
             break
-        deadline = None if budget is None else start + budget - RESERVE
         callback = None if deadline is None else deadline_callback(deadline, config.epochs)
         with claimed(config, unit.method) as mine:
             if mine and not finished(config, unit.method):
