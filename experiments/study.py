@@ -12,12 +12,12 @@ loss scale, `experiments.pipeline.loss_scale`). Every unit, one (stage, system, 
 with its seeds as one vmapped program, is an ``experiments.run`` directory
 ``<out>/<stage>/<system>/<variant>/`` scored under both protocols (``--converged``).
 
-With ``--time-budget MINUTES`` a unit starts only if its estimate (the longest finished unit
-of the same system and method, scaled to the stage's epochs, else the protocol's measured
-projection; less what its checkpoint has already trained) still fits; then the run stops
-cleanly and the same command continues. A call's first unit always starts: if it would not
-fit, it trains until its next checkpoint would pass the budget and stops there, so a unit
-longer than any one call (DNO's MAML at 10,000 epochs) advances call by call. Units run in
+With ``--time-budget MINUTES`` a unit starts while one checkpoint interval of it still fits
+(its estimate: the longest finished unit of the same system and method, scaled to the stage's
+epochs, else the protocol's measured projection; per epoch, times the epochs between
+checkpoints). It trains until its next checkpoint would pass the budget and stops there; the
+same command continues from that checkpoint, so a unit longer than any one call (DNO's MAML
+at 10,000 epochs) advances call by call. Units run in
 the protocol's order. Several processes may run the same command at once (one per core):
 each unit is claimed with a lock file, so each is run by one of them.
 ``tables.md`` under ``--out``: every unit finished so far, both protocols, the latent
@@ -244,8 +244,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="MINUTES",
-        help="stop cleanly before a unit that would not fit (a call's first unit: at its last "
-        "checkpoint within the budget)",
+        help="stop cleanly at a unit's last checkpoint within the budget, or before a unit "
+        "whose next checkpoint would not fit",
     )
     p.add_argument(
         "--tables-only",
@@ -323,7 +323,7 @@ def _study(args) -> int:
         return run.EXIT_ERROR
     print(f"jax {jax.__version__} | {jax.devices()} | stage {args.stage}: {len(todo)} unit(s)"
           f" in {args.out}", flush=True)  # fmt: skip
-    stopped, paused, ran, diverged = None, None, False, False
+    stopped, paused, diverged = None, None, False
     configs = {u: unit_config(u, args.out, progress=not args.no_progress, epochs=args.epochs)
                for u in todo}  # fmt: skip
     for unit in [] if args.tables_only else todo:
@@ -331,18 +331,16 @@ def _study(args) -> int:
         store.check(config, unit.method)
         if finished(config, unit.method):
             continue
-        guess = remaining(unit, config, args.out)
         left = None if deadline is None else deadline - time.perf_counter()
-        # A unit that would not fit waits for the next call, unless it is this call's first:
-        # then it trains until its checkpoints would pass the budget (`deadline_callback`),
-        # so a unit longer than any one call still advances, call by call.
-        if left is not None and guess > left and ran:
-            stopped = (unit, guess)
+        # A unit starts while its next checkpoint fits: from there `deadline_callback` stops
+        # it at the last checkpoint within the budget, and the next call resumes it.
+        interval = estimate(unit, args.out, config.epochs) * config.val_every / config.epochs
+        if left is not None and interval > left:
+            stopped = (unit, interval)
             break
         callback = None if deadline is None else deadline_callback(deadline, config.epochs)
         with claimed(config, unit.method) as mine:
             if mine and not finished(config, unit.method):
-                ran = True
                 try:
                     diverged |= not run_unit(unit, config, callback)
                 except OutOfTime as err:
@@ -357,9 +355,9 @@ def _study(args) -> int:
         print(f"{spent}: {unit.label} stopped at its checkpoint of epoch {epoch} of {epochs}. "
               "Run the same command again to continue from it.", flush=True)  # fmt: skip
     if stopped:
-        unit, guess = stopped
-        print(f"{spent}: next {unit.label} (~{guess / 60:.0f} min) would not fit. Run the same "
-              "command again to continue.", flush=True)  # fmt: skip
+        unit, interval = stopped
+        print(f"{spent}: next {unit.label} would not fit (~{interval / 60:.1f} min to its next "
+              "checkpoint). Run the same command again to continue.", flush=True)  # fmt: skip
     if left:
         hours = sum(remaining(u, configs[u], args.out) for u in left)
         print(f"{len(left)} unit(s) of stage {args.stage} left: about {hours / 3600:.1f} h of "

@@ -48,14 +48,9 @@ def test_the_deadline_stops_at_the_last_checkpoint_that_fits():
     callback("last", 5)  # training is over: nothing raised, the clock not read
 
 
-def test_a_budget_stops_a_unit_at_a_checkpoint_or_before_a_unit_that_would_not_fit(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_budget_starts_a_unit_while_its_next_checkpoint_fits(tmp_path, capsys, monkeypatch):
     # Training is faked (the callback's stop propagating through a real training, and the
     # resume from its checkpoint, are tested in test_run_failures): the budget's bookkeeping.
-    argv = ["--systems", "pendulum", "--variants", "persistent", "--methods", "ro,fw",
-            "--epochs", "100", "--out", str(tmp_path / "study"), "--no-progress",
-            "--time-budget", "0.001"]  # fmt: skip
     ro = study.Unit("e2000", "pendulum", study.VARIANTS[1], "ro")
     aside = tmp_path / "aside"  # the estimate of a unit half trained
     config = study.unit_config(ro, aside, progress=False, epochs=100)
@@ -65,32 +60,40 @@ def test_a_budget_stops_a_unit_at_a_checkpoint_or_before_a_unit_that_would_not_f
     last.parent.mkdir(parents=True)
     last.write_text(json.dumps({"epoch": 50}))  # what a checkpoint's header holds
     assert study.remaining(ro, config, aside) == whole / 2
+
+    def argv(minutes):
+        return ["--systems", "pendulum", "--variants", "persistent", "--methods", "ro,fw",
+                "--epochs", "100", "--out", str(tmp_path / "study"), "--no-progress",
+                "--time-budget", str(minutes)]  # fmt: skip
+
     ran = []
 
-    def at_the_first_checkpoint(unit, config, callback):
-        ran.append(unit)
-        callback("last", 50)  # the budget (0.06 s) is spent: it raises
-        raise AssertionError("not stopped")
+    def ro_trains_fw_stops(unit, config, callback):
+        ran.append(unit.method)
+        if unit.method == "fw":  # what the deadline callback raises (tested above)
+            raise study.OutOfTime(50)
+        return True  # not diverged (faked: nothing written, so the unit is still left)
 
-    # Nothing fits in 0.06 s, but a call's first unit starts; no other does.
-    monkeypatch.setattr(study, "run_unit", at_the_first_checkpoint)
-    assert study.main(argv) == 0
+    # Checkpoints every 50 of the 100 epochs: one interval of a unit is about 8.5 s of the
+    # projection, the whole about 17 s. With 16.5 s left both start, the second although
+    # the whole of it would not fit (its checkpoints stop it within the budget).
+    interval = study.PROJECTION["pendulum"]["fw"] * 50
+    monkeypatch.setattr(study, "RESERVE", 0.0)
+    monkeypatch.setattr(study, "run_unit", ro_trains_fw_stops)
+    assert interval < 16.5 < 2 * interval
+    assert study.main(argv(16.5 / 60)) == 0
     out = capsys.readouterr().out
-    assert ran == [ro]
-    assert "e2000/pendulum/persistent/ro stopped at its checkpoint of epoch 50 of 100" in out
+    assert ran == ["ro", "fw"]
+    assert "e2000/pendulum/persistent/fw stopped at its checkpoint of epoch 50 of 100" in out
+    assert "would not fit" not in out
     assert "2 unit(s) of stage e2000 left" in out
 
-    # Its lock is released: the next call claims it again. Once one unit has run, the next
-    # waits for the next call.
-    def finishes(unit, config, callback):
-        ran.append(unit)
-        return True  # not diverged
-
-    monkeypatch.setattr(study, "run_unit", finishes)
-    assert study.main(argv) == 0
+    # The locks are released, but with less time left than one interval nothing starts.
+    interval = study.PROJECTION["pendulum"]["ro"] * 50
+    assert study.main(argv(0.5 * interval / 60)) == 0
     out = capsys.readouterr().out
-    assert ran == [ro, ro]
-    assert "next e2000/pendulum/persistent/fw (~" in out and "would not fit" in out
+    assert ran == ["ro", "fw"]
+    assert f"next e2000/pendulum/persistent/ro would not fit (~{interval / 60:.1f} min" in out
 
 
 def _fake(found, stage, system, variant, method, paper, converged):
