@@ -336,7 +336,7 @@ def _study(args) -> int:
         # it at the last checkpoint within the budget, and the next call resumes it.
         interval = estimate(unit, args.out, config.epochs) * config.val_every / config.epochs
         if left is not None and interval > left:
-            stopped = (unit, interval)
+            stopped = (unit, interval, left)
             break
         callback = None if deadline is None else deadline_callback(deadline, config.epochs)
         with claimed(config, unit.method) as mine:
@@ -349,15 +349,18 @@ def _study(args) -> int:
     text = study_report.write_tables(args.out)
     print(text)
     left = [u for u in todo if not finished(configs[u], u.method)]
-    spent = f"time budget reached after {(time.perf_counter() - start) / 60:.1f} min"
+    used = f"{(time.perf_counter() - start) / 60:.1f} of {args.time_budget:g} min" if (
+        paused or stopped) else ""  # fmt: skip
     if paused:
         unit, epoch, epochs = paused
-        print(f"{spent}: {unit.label} stopped at its checkpoint of epoch {epoch} of {epochs}. "
-              "Run the same command again to continue from it.", flush=True)  # fmt: skip
+        print(f"time budget, {used} used: {unit.label} stopped at its checkpoint of epoch "
+              f"{epoch} of {epochs}. Run the same command again to continue from it.",
+              flush=True)  # fmt: skip
     if stopped:
-        unit, interval = stopped
-        print(f"{spent}: next {unit.label} would not fit (~{interval / 60:.1f} min to its next "
-              "checkpoint). Run the same command again to continue.", flush=True)  # fmt: skip
+        unit, interval, short = stopped
+        print(f"time budget, {used} used: next {unit.label} would not fit (~{interval / 60:.1f} "
+              f"min to its next checkpoint, {short / 60:.1f} min left for training). Run the "
+              "same command again to continue.", flush=True)  # fmt: skip
     if left:
         hours = sum(remaining(u, configs[u], args.out) for u in left)
         print(f"{len(left)} unit(s) of stage {args.stage} left: about {hours / 3600:.1f} h of "

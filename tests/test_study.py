@@ -94,6 +94,9 @@ def test_a_budget_starts_a_unit_while_its_next_checkpoint_fits(tmp_path, capsys,
     out = capsys.readouterr().out
     assert ran == ["ro", "fw"]
     assert f"next e2000/pendulum/persistent/ro would not fit (~{interval / 60:.1f} min" in out
+    # It names what is short: the time left, not a budget used up.
+    assert f"of {0.5 * interval / 60:g} min used" in out
+    assert f"{0.5 * interval / 60:.1f} min left for training" in out
 
 
 def _fake(found, stage, system, variant, method, paper, converged):
