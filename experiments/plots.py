@@ -7,14 +7,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import matplotlib
-import optax
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from jaxmeta import rollout  # noqa: E402
+from jaxmeta import meta, rollout  # noqa: E402
 
 #: The size limit of every committed figure, in bytes (`save`, ``scripts/shrink_figures.py``).
 LIMIT = 200_000  # bytes
@@ -115,28 +114,6 @@ def phase_portraits(system, test, adapted: dict, path: Path, fn: int = 0) -> Non
     _draw_fields(system, test, fields, q, p, rest, path, fn, "")
 
 
-def adaptation_path(learner, state, xs, dxs, steps: int):
-    """The latents of one test-time adaptation of an auto-decoding ``learner`` to one
-    function (support ``xs``, ``dxs`` of shape ``(n, dim)``), after each of 1, ..., ``steps``
-    steps of its `adapt_optimiser`: row ``n - 1`` is what ``learner.adapt`` returns with
-    ``adapt_steps=n``. One scan, so every step count shares one compiled program."""
-    optimiser = learner.adapt_optimiser
-    start = learner.adapt_start(state, key=jax.random.key(0))
-    grad = jax.grad(lambda z: learner.adapt_loss(state, z, xs, dxs))
-
-    def step(carry, _):
-        z, s = carry
-        g = grad(z)
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats
-            updates, s = optimiser.update(g, s, z)
-            z = optax.apply_updates(z, updates)
-        return (z, s), z
-
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = optimiser.init(start)
-    return jax.lax.scan(step, (start, opt_state), None, length=steps)[1]
-
-
 def kshot_fields(system, test, learner, state, path: Path, fn: int = 0,
                  steps=(0, 5, 10, 25, 50)) -> None:  # fmt: skip
     """The field of an auto-decoding learner after 0, 5, 10, ... adaptation steps on test
@@ -146,7 +123,9 @@ def kshot_fields(system, test, learner, state, path: Path, fn: int = 0,
     q, p, pts, rest = _plane(system)
     f, k, t, d = test.xs.shape
     xs, dxs = test.xs[fn].reshape(k * t, d), test.dxs[fn].reshape(k * t, d)
-    latents = adaptation_path(learner, state, xs, dxs, max(steps))
+    start = learner.adapt_start(state, key=jax.random.key(0))
+    loss = lambda z: learner.adapt_loss(state, z, xs, dxs)  # one run, read at every count
+    latents, _ = meta.optimise_path(loss, start, learner.adapt_optimiser, max(steps))
     field = jax.jit(lambda z: jax.vmap(learner.adapt_model(state, z))(pts))  # one compile
     fields = {}
     for n in steps:

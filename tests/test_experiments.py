@@ -5,14 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import numpy as np
 import pytest
 
-from experiments import pipeline, plots, report, run
+from experiments import pipeline, report, run
 from experiments.registry import METHODS
-from jaxmeta import meta, modulation, nn, systems
+from jaxmeta import systems
 
 
 # One method of each kind (no meta-training, optimisation-based, auto-decoding) in the default
@@ -50,27 +47,6 @@ def test_cli_runs_end_to_end_and_resumes(tmp_path, methods):
     again = json.loads((mr / "metrics.json").read_text())
     assert again["train_seconds"] == first["train_seconds"]
     assert again["trajectory_error"] == pytest.approx(first["trajectory_error"], rel=1e-5)
-
-
-def test_kshot_adaptation_path_is_the_learners_adaptation_at_every_step_count():
-    # The k-shot figure adapts once and reads the latent after n steps from one scan: row
-    # n - 1 must be what `adapt` gives with adapt_steps=n (random weights and latents, so the
-    # latent moves).
-    learner = meta.AutoDecoding(modulation.RankOne(), latent_dim=3, adapt_steps=1)
-    make = lambda k: nn.HNN(2, width=8, depth=1, key=k)
-    state = learner.init(make, 4, key=jax.random.key(0))
-    keys = iter(jax.random.split(jax.random.key(1), 64))
-    noise = lambda a: a + 0.3 * jax.random.normal(next(keys), a.shape, a.dtype)
-    params, static = eqx.partition(state.params, eqx.is_inexact_array)
-    state = eqx.tree_at(lambda s: (s.params, s.latents), state,
-                        (eqx.combine(jax.tree.map(noise, params), static), noise(state.latents)))  # fmt: skip
-    xs, dxs = (jax.random.normal(k, (6, 2)) for k in jax.random.split(jax.random.key(2)))
-    path = plots.adaptation_path(learner, state, xs, dxs, 4)
-    assert path.shape == (4, 3)
-    tuned = eqx.tree_at(lambda m: m.adapt_steps, learner, 3)
-    latent = tuned.adapt(state, xs[None], dxs[None], key=jax.random.key(3)).latents[0]
-    np.testing.assert_allclose(path[2], latent, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(path[0], path[-1], atol=1e-4)
 
 
 def test_cli_bad_input(capsys):

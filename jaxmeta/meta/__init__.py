@@ -15,7 +15,7 @@ from ._converged import (
     adapt_converged as adapt_converged,
 )
 from ._identify import LatentMap as LatentMap, fit_latent_map as fit_latent_map
-from ._inner import optimise as optimise
+from ._inner import optimise as optimise, optimise_path as optimise_path
 from ._maml import ANIL as ANIL, MAML as MAML
 from ._optimisation import inner_adam as inner_adam, last_layer_spec as last_layer_spec
 from ._reptile import Reptile as Reptile

@@ -82,6 +82,32 @@ def optimise(
     return params, losses
 
 
+def optimise_path(
+    loss: Callable[[PyTree], Array],
+    params: PyTree,
+    optimiser: optax.GradientTransformation,
+    steps: int,
+) -> tuple[PyTree, Float[Array, " steps"]]:
+    """The iterates of `optimise`: ``steps`` optimiser steps from a fresh optimiser state,
+    recording the parameters after each.
+
+    **Returns:** the iterates, every inexact-array leaf of ``params`` with a leading axis of
+    size ``steps`` (row ``n - 1`` is what `optimise` returns with ``n`` steps), and the loss
+    before each step. One scan, so every step count shares one compiled program.
+    """
+    trainable, static = eqx.partition(params, eqx.is_inexact_array)
+
+    def one(carry, _):
+        p, s = carry
+        p, s, losses = optimise_from(loss, eqx.combine(p, static), optimiser, s, 1)
+        p = eqx.filter(p, eqx.is_inexact_array)
+        return (p, s), (p, losses[0])
+
+    start = (trainable, optimiser_init(optimiser, params))
+    _, (path, losses) = jax.lax.scan(one, start, None, length=steps)
+    return eqx.combine(path, static), losses
+
+
 class Until(eqx.Module):
     """What `optimise_until` returns for one problem.
 
