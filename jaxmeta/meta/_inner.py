@@ -76,8 +76,7 @@ def optimise(
 
     **Returns:** the final parameters and the loss before each step, shape ``(steps,)``.
     """
-    trainable, static = eqx.partition(params, eqx.is_inexact_array)
-    opt_state = optimiser.init(trainable)
+    opt_state = optimiser_init(optimiser, params)
     params, _, losses = optimise_from(loss, params, optimiser, opt_state, steps)
     return params, losses
 
