@@ -46,3 +46,16 @@ jax.config.update(
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture
+def short_converged(monkeypatch):
+    """``--converged`` capped at 16 solver iterations (latents) and 200 optimiser steps
+    (weights), for tests of what a run records and reuses, not of how well the protocol fits
+    (test_converged): after a tiny training the default caps (256, 5,000) dominate a run."""
+    from experiments import scoring
+    from jaxmeta import meta
+
+    protocol = meta.Converged(max_steps=200, solver_max_steps=16)
+    monkeypatch.setattr(scoring, "CONVERGED", protocol)
+    return protocol

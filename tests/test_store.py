@@ -56,7 +56,9 @@ def test_more_epochs_extend_a_finished_run(tmp_path, data_cache, capsys):
     assert "was made with epochs=4; this run has epochs=3" in capsys.readouterr().err
 
 
-def test_a_test_time_change_rescores_without_training(tmp_path, data_cache, capsys):
+def test_a_test_time_change_rescores_without_training(
+    tmp_path, data_cache, capsys, short_converged
+):
     a, b = _outs(tmp_path, data_cache, "a", "b")
     argv = [*FAST, "--methods", "ro", "--epochs", "2"]
     assert run.main([*argv, "--out", str(a)]) == 0

@@ -7,7 +7,7 @@ import pytest
 from experiments import store, study, study_report
 
 
-def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys):
+def test_the_study_runs_scores_both_protocols_and_resumes(tmp_path, capsys, short_converged):
     # One unit (a variant beside the base, so its settings reach the record): the base
     # variant's training is experiments.run's default, tested there.
     argv = ["--systems", "pendulum", "--variants", "persistent", "--methods", "ro",
